@@ -1,0 +1,97 @@
+"""Wires the parts into one process: store, policies, HTTP (and, in later issues, SIP and
+media) on one event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from dialbridge.config import Config
+from dialbridge.dialout_policy import DialOutPolicy
+from dialbridge.phone_numbers import PhoneNumberList
+from dialbridge.store.db import Database
+from dialbridge.store.mappings import ConferenceMappings, MappingPolicy
+
+log = logging.getLogger("dialbridge")
+
+SWEEP_INTERVAL_SECONDS = 3600.0
+
+
+@dataclass
+class Services:
+    config: Config
+    db: Database
+    mappings: ConferenceMappings
+    dialout: DialOutPolicy
+    numbers: PhoneNumberList
+
+
+def mapping_policy(config: Config) -> MappingPolicy:
+    m = config.mapper
+    return MappingPolicy(
+        pin_length=m.pin_length,
+        expire_days=m.expire_days,
+        quarantine_days=m.quarantine_days,
+        refresh_interval_seconds=m.refresh_interval_seconds,
+    )
+
+
+@asynccontextmanager
+async def open_services(
+    config: Config, *, clock: Callable[[], float] = time.time, migrate: bool = True
+) -> AsyncIterator[Services]:
+    """Open the store (migrating it to the current schema) and build the shared objects."""
+    db = Database(config.store.effective_url)
+    try:
+        if migrate:
+            await db.migrate()
+        yield Services(
+            config=config,
+            db=db,
+            mappings=ConferenceMappings(db, mapping_policy(config), clock=clock),
+            dialout=DialOutPolicy(config.dialout),
+            numbers=PhoneNumberList(config.numbers),
+        )
+    finally:
+        await db.close()
+
+
+async def sweep_forever(services: Services, interval: float = SWEEP_INTERVAL_SECONDS) -> None:
+    """Retire expired mappings and free quarantined PINs now and then."""
+    while True:
+        try:
+            retired, freed = await services.mappings.sweep()
+            if retired or freed:
+                log.info("mapping sweep: %d retired, %d PINs freed from quarantine", retired, freed)
+        except Exception:  # the store may be briefly unavailable; try again later
+            log.exception("mapping sweep failed")
+        await asyncio.sleep(interval)
+
+
+async def serve(config: Config) -> None:
+    """Run the HTTP services until cancelled (SIP joins this loop in a later issue)."""
+    import uvicorn
+
+    from dialbridge.web import create_http_app
+
+    async with open_services(config) as services:
+        app = create_http_app(services)
+        server = uvicorn.Server(
+            uvicorn.Config(
+                app,
+                host=config.http.host,
+                port=config.http.port,
+                log_level="info",
+                access_log=False,
+                lifespan="off",
+            )
+        )
+        sweeper = asyncio.create_task(sweep_forever(services))
+        try:
+            await server.serve()
+        finally:
+            sweeper.cancel()
