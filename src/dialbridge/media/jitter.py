@@ -1,0 +1,313 @@
+"""Audio jitter buffer: one RTP stream (one SSRC) in, one 20 ms frame out per playout tick.
+
+Theory of operation
+-------------------
+The buffer is sans-IO and time-driven. Packets go in with ``push(packet, now)`` whenever they
+arrive; exactly one :class:`Frame` comes out of ``pop(now)`` on every 20 ms tick of the caller's
+clock, whatever the network did. Playout is indexed by the *RTP timestamp* (RFC 3550 §5.1),
+not by the sequence number, so Opus DTX (RFC 7587 §3.1.3: timestamps jump over the silence
+while sequence numbers stay consecutive) and lost packets (a hole in the sequence numbers) can
+be told apart:
+
+* the frame for the playout timestamp is there          → ``AUDIO`` (decoded)
+* it is missing and a later packet shows a sequence gap → ``PLC``: ``decoder.conceal(next)``,
+  where *next* is the following packet's payload when it is already here, so Opus can use the
+  in-band FEC it carries (RFC 6716 §2.1.7); at most ``max_plc_frames`` in a row
+* it is missing and the sequence numbers are continuous → ``SILENCE`` (DTX or comfort noise)
+* it is missing and nothing newer has arrived           → ``PLC`` for a few frames, then
+  ``SILENCE`` (the sender went quiet or the network stalled)
+
+Depth adapts. Every packet's *margin* (how many frames before its playout slot it arrived) is
+recorded; once per adaptation window (50 pops = 1 s) the smallest margin is compared with the
+target depth, which follows the RFC 3550 §6.4.1 / A.8 interarrival jitter estimate, clamped to
+``[min_delay, max_delay]``. Too much margin → one frame is dropped; a late packet (negative
+margin) → one concealment frame is inserted without advancing playout. At most one frame is
+dropped or inserted per window, which also absorbs clock skew between the sender's sampling
+clock and our tick (±2 % at most), so playout never drifts.
+
+A packet whose timestamp lies far from the playout point (the sender restarted its timestamp
+base), or from another SSRC than the stream in play, restarts the buffer (a *resync*). Late,
+duplicate and empty packets are counted and dropped; no input makes the buffer raise.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from dialbridge.media.rtp import RtpPacket, seq_diff, ts_diff
+
+__all__ = ["Frame", "FrameKind", "JitterBuffer", "JitterStats", "PlayoutDecoder"]
+
+TICK = 0.020  # seconds per playout tick (one 20 ms frame)
+ADAPT_WINDOW = 50  # pops per adaptation window (1 s)
+# A timestamp more than this many frames away from the playout point is a new timeline.
+RESYNC_FRAMES = 100
+SILENCE_LEVEL = 127  # RFC 6464: -127 dBov, "muted"
+
+
+class PlayoutDecoder(Protocol):
+    """What the buffer needs from a codec (``dialbridge.media.codecs.Decoder`` fits)."""
+
+    def decode(self, payload: bytes) -> np.ndarray: ...
+
+    def conceal(self, next_payload: bytes | None = None) -> np.ndarray: ...
+
+
+class FrameKind(enum.Enum):
+    AUDIO = "audio"
+    PLC = "plc"
+    SILENCE = "silence"
+
+
+@dataclass(slots=True, frozen=True)
+class Frame:
+    """One 20 ms playout frame. ``pcm`` is None when the caller asked not to decode."""
+
+    kind: FrameKind
+    pcm: np.ndarray | None
+    level: int = SILENCE_LEVEL  # RFC 6464 level that came with the packet (127 if none)
+
+
+@dataclass(slots=True)
+class JitterStats:
+    received: int = 0
+    played: int = 0
+    concealed: int = 0
+    silent: int = 0
+    late: int = 0
+    duplicates: int = 0
+    empty: int = 0
+    dropped_for_depth: int = 0
+    inserted_for_depth: int = 0
+    resyncs: int = 0
+    jitter: float = 0.0  # RFC 3550 A.8 estimate, in RTP timestamp units
+
+
+class JitterBuffer:
+    """Per-SSRC playout buffer; see the module docstring for the rules it keeps."""
+
+    def __init__(
+        self,
+        decoder: PlayoutDecoder,
+        *,
+        clock_rate: int,
+        frame_samples: int,
+        pcm_samples: int = 160,
+        min_delay: float = 0.040,
+        max_delay: float = 0.300,
+        max_plc_frames: int = 5,
+    ) -> None:
+        self.decoder = decoder
+        self.clock_rate = clock_rate
+        self.spf = frame_samples  # RTP timestamp units per 20 ms frame
+        self.pcm_samples = pcm_samples
+        self.min_frames = max(1, round(min_delay / TICK))
+        self.max_frames = max(self.min_frames, round(max_delay / TICK))
+        self.max_plc_frames = max_plc_frames
+        self.stats = JitterStats()
+        self._silence = np.zeros(pcm_samples, dtype=np.int16)
+        self.ssrc: int | None = None
+        self.last_arrival: float | None = None
+        self._reset_timeline()
+
+    # -- state ---------------------------------------------------------------------------
+
+    def _reset_timeline(self) -> None:
+        # ext_ts -> (sequence number, payload, level)
+        self._frames: dict[int, tuple[int, bytes, int]] = {}
+        self._last_raw_ts: int | None = None
+        self._last_ext_ts = 0
+        self._highest_seq: int | None = None
+        self._playout: int | None = None  # ext ts of the frame the next pop plays
+        self._first_arrival = 0.0
+        self._last_played_seq: int | None = None
+        self._plc_run = 0
+        self._prev_transit: float | None = None
+        self._window_pops = 0
+        self._window_margin: float | None = None
+        self._pending = 0  # +1 drop one frame, -1 insert one frame
+
+    @property
+    def target_frames(self) -> int:
+        """Depth the buffer aims for: 1 frame plus three jitter deviations, clamped."""
+        extra = math.ceil(3.0 * self.stats.jitter / self.spf)
+        return min(self.max_frames, max(self.min_frames, 1 + extra))
+
+    @property
+    def playing(self) -> bool:
+        return self._playout is not None
+
+    # -- input ---------------------------------------------------------------------------
+
+    def push(self, packet: RtpPacket, now: float, level: int = SILENCE_LEVEL) -> bool:
+        """Queue one packet; returns False if it was dropped (late, duplicate, empty)."""
+        return self.push_payload(
+            packet.ssrc, packet.sequence_number, packet.timestamp, packet.payload, now, level
+        )
+
+    def push_payload(
+        self, ssrc: int, seq: int, ts: int, payload: bytes, now: float, level: int = SILENCE_LEVEL
+    ) -> bool:
+        """Same as :meth:`push` for callers that parsed the header themselves."""
+        stats = self.stats
+        if not payload:  # Jigasi's hole punch packets carry no payload (jigasi-protocol §1.5)
+            stats.empty += 1
+            return False
+        if ssrc != self.ssrc:
+            if self.ssrc is not None:
+                stats.resyncs += 1
+            self.ssrc = ssrc
+            self._reset_timeline()
+        if self._last_raw_ts is None:
+            ext = ts
+        else:
+            ext = self._last_ext_ts + ts_diff(ts, self._last_raw_ts)
+        playout = self._playout
+        if playout is not None:
+            margin = (ext - playout) // self.spf
+            if margin > RESYNC_FRAMES + self.max_frames or margin < -RESYNC_FRAMES:
+                stats.resyncs += 1
+                self._reset_timeline()
+                ext = ts
+                playout = None
+        self.last_arrival = now
+        stats.received += 1
+        self._update_jitter(ext, now)
+        if self._last_raw_ts is None or ext > self._last_ext_ts:
+            self._last_raw_ts = ts
+            self._last_ext_ts = ext
+        if self._highest_seq is None or seq_diff(seq, self._highest_seq) > 0:
+            self._highest_seq = seq
+
+        if playout is None:
+            if not self._frames:
+                self._first_arrival = now
+        else:
+            margin = (ext - playout) / self.spf
+            if self._window_margin is None or margin < self._window_margin:
+                self._window_margin = margin
+            if ext < playout:
+                stats.late += 1
+                return False
+        if ext in self._frames:
+            stats.duplicates += 1
+            return False
+        self._frames[ext] = (seq, payload, level)
+        return True
+
+    def _update_jitter(self, ext_ts: int, now: float) -> None:
+        # RFC 3550 §6.4.1 / A.8: J += (|D(i-1,i)| - J) / 16, in timestamp units.
+        transit = now * self.clock_rate - ext_ts
+        if self._prev_transit is not None:
+            d = abs(transit - self._prev_transit)
+            self.stats.jitter += (d - self.stats.jitter) / 16.0
+        self._prev_transit = transit
+
+    # -- output --------------------------------------------------------------------------
+
+    def peek_level(self) -> int:
+        """RFC 6464 level of the frame the next pop plays (127 if there is none)."""
+        if self._playout is None:
+            return SILENCE_LEVEL
+        entry = self._frames.get(self._playout)
+        return SILENCE_LEVEL if entry is None else entry[2]
+
+    def pop(self, now: float, decode: bool = True) -> Frame:
+        """Produce the next 20 ms frame. With ``decode=False`` the playout state advances the
+        same way but nothing is decoded (the mixer uses this for streams it leaves out)."""
+        if self._playout is None and not self._start(now):
+            self.stats.silent += 1
+            return Frame(FrameKind.SILENCE, self._silence if decode else None)
+
+        self._window_pops += 1
+        if self._window_pops >= ADAPT_WINDOW:
+            self._adapt()
+
+        if self._pending < 0:  # insert: conceal once without advancing playout
+            self._pending = 0
+            self.stats.inserted_for_depth += 1
+            return self._conceal_or_silence(decode, None)
+        if self._pending > 0:  # drop: skip one frame of the timeline
+            self._pending = 0
+            self.stats.dropped_for_depth += 1
+            dropped = self._frames.pop(self._playout, None)
+            if dropped is not None:
+                self._last_played_seq = dropped[0]
+            self._playout += self.spf
+
+        ts = self._playout
+        self._playout = ts + self.spf
+        entry = self._frames.pop(ts, None)
+        if entry is not None:
+            seq, payload, level = entry
+            self._last_played_seq = seq
+            self._plc_run = 0
+            self.stats.played += 1
+            pcm = self._decode(payload) if decode else None
+            return Frame(FrameKind.AUDIO, pcm, level)
+
+        following = self._frames.get(ts + self.spf)
+        if following is not None or self._frames:
+            nxt = following if following is not None else self._frames[min(self._frames)]
+            last = self._last_played_seq
+            if last is not None and seq_diff(nxt[0], last) == 1:
+                # Timestamps moved on but no sequence number is missing: DTX/CN gap.
+                self._plc_run = 0
+                self.stats.silent += 1
+                return Frame(FrameKind.SILENCE, self._silence if decode else None)
+        return self._conceal_or_silence(decode, following[1] if following is not None else None)
+
+    def _conceal_or_silence(self, decode: bool, next_payload: bytes | None) -> Frame:
+        if self._plc_run < self.max_plc_frames and self._last_played_seq is not None:
+            self._plc_run += 1
+            self.stats.concealed += 1
+            pcm = None
+            if decode:
+                pcm = self._fit(self.decoder.conceal(next_payload))
+            return Frame(FrameKind.PLC, pcm)
+        self.stats.silent += 1
+        return Frame(FrameKind.SILENCE, self._silence if decode else None)
+
+    def _decode(self, payload: bytes) -> np.ndarray:
+        try:
+            pcm = self.decoder.decode(payload)
+        except Exception:  # a corrupt payload is a remote error: conceal it, keep playing
+            return self._fit(self.decoder.conceal(None))
+        return self._fit(pcm)
+
+    def _fit(self, pcm: np.ndarray) -> np.ndarray:
+        n = self.pcm_samples
+        if pcm.shape[0] == n:
+            return pcm
+        if pcm.shape[0] > n:  # longer ptime than 20 ms: keep the first frame (documented gap)
+            return pcm[:n]
+        return np.concatenate((pcm, np.zeros(n - pcm.shape[0], dtype=np.int16)))
+
+    def _start(self, now: float) -> bool:
+        if not self._frames:
+            return False
+        # Hold the first packet for target-1 ticks so the next ones have time to arrive.
+        if now - self._first_arrival < (self.target_frames - 1) * TICK - 1e-6:
+            return False
+        self._playout = min(self._frames)
+        self._window_pops = 0
+        self._window_margin = None
+        return True
+
+    def _adapt(self) -> None:
+        margin = self._window_margin
+        self._window_pops = 0
+        self._window_margin = None
+        if margin is None:  # nothing arrived in the window (DTX, silence): nothing to learn
+            return
+        target = self.target_frames
+        # In steady state a packet arrives target-1 frames before its slot (see _start).
+        if margin >= target:
+            self._pending = 1
+        elif margin < target - 2:
+            self._pending = -1
