@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import sys
@@ -48,10 +49,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     config = _config(args)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         _run(serve(config))
-    except KeyboardInterrupt:
-        pass
     return 0
 
 

@@ -68,9 +68,8 @@ class DialOutPolicy:
         def deny(reason: str) -> DialOutDecision:
             return DialOutDecision(False, country, e164, reason)
 
-        if not phonenumbers.is_valid_number(number):
-            if self.config.refuse_invalid:
-                return deny("invalid number")
+        if self.config.refuse_invalid and not phonenumbers.is_valid_number(number):
+            return deny("invalid number")
         number_type = phonenumbers.number_type(number)
         if number_type == PhoneNumberType.PREMIUM_RATE and self.config.refuse_premium_rate:
             return deny("premium-rate number")

@@ -292,8 +292,7 @@ class ConferenceMappings:
             return self._view(row)
         for _ in range(MAX_PIN_ATTEMPTS):
             pin = self.pin_source(self.policy.pin_length)
-            if await session.get(ConferenceMapping, pin) is not None:
-                await self._free_if_quarantine_over(session, pin, now)
+            if not await self._pin_is_free(session, pin, now):
                 continue
             row = ConferenceMapping(
                 pin=pin, conference=conference, static=False, created_at=now, last_used_at=now
@@ -314,12 +313,13 @@ class ConferenceMappings:
             "raise mapper.pin_length"
         )
 
-    async def _free_if_quarantine_over(self, session: AsyncSession, pin: str, now: float) -> None:
+    async def _pin_is_free(self, session: AsyncSession, pin: str, now: float) -> bool:
+        """Unused, or retired with its quarantine over (then the old row goes)."""
         holder = await session.get(ConferenceMapping, pin)
-        if (
-            holder is not None
-            and holder.retired_at is not None
-            and self._quarantine_end(holder) <= now
-        ):
-            await session.delete(holder)
-            await session.flush()
+        if holder is None:
+            return True
+        if holder.retired_at is None or self._quarantine_end(holder) > now:
+            return False
+        await session.delete(holder)
+        await session.flush()
+        return True
