@@ -162,8 +162,10 @@ class OpusEncoder:
     """One libopus encoder producing one 20 ms packet per ``encode`` call.
 
     Defaults are chosen for a PSTN leg: 8 kHz mono input (SILK narrowband), VoIP application,
-    voice signal, complexity 5, 20 kbit/s VBR, in-band FEC on (tuned for ``packet_loss_perc``
+    voice signal, complexity 5, 32 kbit/s VBR, in-band FEC on (tuned for ``packet_loss_perc``
     5 %), DTX off (Jigasi treats 10 s without RTP as a dead call, so we never go quiet).
+    FEC takes its bits from the primary encoding, so below ~32 kbit/s the loss-free PESQ drops
+    under 4.0 (24 kbit/s: 4.09 clean, 3.81 at 3 % loss; 32 kbit/s: 4.32 / 4.06; see the doc).
     """
 
     __slots__ = ("info", "pcm_rate", "samples_per_frame", "_lib", "_st", "_out", "__weakref__")
@@ -171,7 +173,7 @@ class OpusEncoder:
     def __init__(
         self,
         pcm_rate: int = 8000,
-        bitrate: int = 20000,
+        bitrate: int = 32000,
         complexity: int = 5,
         fec: bool = True,
         packet_loss_perc: int = 5,
