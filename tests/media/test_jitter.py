@@ -227,4 +227,4 @@ def test_pop_without_decode_advances_playout_and_peek_reports_the_level():
         jb.push(packet(k), k * TICK, level=30 + k)
     frames = [jb.pop(n * TICK + 0.001, decode=False) for n in range(1, 4)]
     assert all(f.pcm is None for f in frames)
-    assert jb.peek_level() == 30 + jb.stats.played
+    assert jb.peek_level(4 * TICK + 0.001) == 30 + jb.stats.played

@@ -210,9 +210,9 @@ class JitterBuffer:
 
     # -- output --------------------------------------------------------------------------
 
-    def peek_level(self) -> int:
-        """RFC 6464 level of the frame the next pop plays (127 if there is none)."""
-        if self._playout is None:
+    def peek_level(self, now: float) -> int:
+        """RFC 6464 level of the frame ``pop(now)`` will play (127 if there is none)."""
+        if self._playout is None and not self._start(now):
             return SILENCE_LEVEL
         entry = self._frames.get(self._playout)
         return SILENCE_LEVEL if entry is None else entry[2]
