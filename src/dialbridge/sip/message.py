@@ -533,12 +533,17 @@ class NameAddr:
         if not text:
             raise SipParseError("Empty address")
         lt = _find_unquoted(text, "<")
+        if text.startswith('"') and _closing_quote(text) < 0:
+            raise SipParseError("Unterminated quoted display name")  # RFC 4475 §3.1.2.6
         if lt >= 0:
             gt = text.find(">", lt)
             if gt < 0:
                 raise SipParseError("Unterminated <> in address")
             display = text[:lt].strip(_WS)
-            uri = SipUri.parse(text[lt + 1 : gt])
+            inner = text[lt + 1 : gt]
+            if inner != inner.strip(_WS):
+                raise SipParseError("Whitespace inside <>")  # RFC 4475 §3.1.2.14
+            uri = SipUri.parse(inner)
             rest = text[gt + 1 :].strip(_WS)
             if display.startswith('"'):
                 if (
@@ -745,6 +750,10 @@ Message = Request | Response
 _FOLD_RE = re.compile(r"\r?\n[ \t]+")
 _LINE_RE = re.compile(r"\r?\n")
 _VERSION_RE = re.compile(r"SIP/(\d+)\.(\d+)\Z", re.I)
+_DATE_RE = re.compile(
+    r"(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d{2} (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)"
+    r" \d{4} \d{2}:\d{2}:\d{2} GMT\Z"
+)
 _REQUIRED_REQUEST = ("To", "From", "CSeq", "Call-ID", "Via")
 _REQUIRED_RESPONSE = ("To", "From", "CSeq", "Call-ID", "Via")
 # Headers holding a single value: a message with two of them is malformed (RFC 3261 §7.3.1).
@@ -804,9 +813,8 @@ def parse_message(data: bytes, *, max_size: int = DEFAULT_MAX_SIZE) -> Request |
     if not data:
         raise SipParseError("Empty message")
     head_bytes, body, had_blank = _split_head(data)
+    # surrogateescape keeps non-UTF-8 octets so that re-serialising gives the same bytes.
     head = head_bytes.decode("utf-8", "surrogateescape")
-    if "\x00" in head:
-        raise SipParseError("NUL in header section")
     start_line, headers = _parse_head(head)
     if start_line.startswith(("SIP/", "sip/")) or start_line[:4].upper() == "SIP/":
         message = _parse_status_line(start_line, headers)
@@ -848,9 +856,12 @@ def _parse_request_line(line: str, headers: Headers) -> Request:
         raise SipParseError("Bad Request-URI", message=message)
     if scheme.lower() in ("sip", "sips"):
         try:
-            SipUri.parse(uri)
+            parsed = SipUri.parse(uri)
         except SipParseError as exc:
             raise SipParseError(exc.reason, message=message) from None
+        if parsed.headers:
+            # RFC 3261 §19.1.1 table 1: headers are not allowed in a Request-URI.
+            raise SipParseError("Headers in Request-URI", message=message)
     return message
 
 
@@ -885,6 +896,10 @@ def _validate(message: Message, body: bytes) -> None:
             raise SipParseError("Empty Via")
         if headers.get_all("Contact") != ["*"]:
             _ = message.contacts
+        date = headers.get("Date")
+        if date is not None and not _DATE_RE.match(date):
+            # RFC 3261 §20.17: rfc1123-date, and the only zone allowed is "GMT".
+            raise SipParseError("Bad Date")
         expires = headers.get("Expires")
         if expires is not None and (not expires.isdigit() or not expires.isascii()):
             raise SipParseError("Bad Expires")
