@@ -1,0 +1,81 @@
+"""Edge screening: scanners dropped, floods limited, trunks by CIDR, unknown sources refused."""
+
+import pytest
+
+from dialbridge.sip.message import Headers, Request
+from dialbridge.sip.security import EdgePolicy, Trunk, Verdict
+
+
+def req(method="INVITE", user_agent=None):
+    headers = Headers(
+        [
+            ("Via", "SIP/2.0/UDP 198.51.100.9:5060;branch=z9hG4bKx"),
+            ("From", "<sip:x@y>;tag=1"),
+            ("To", "<sip:100@us>"),
+            ("Call-ID", "c"),
+            ("CSeq", f"1 {method}"),
+        ]
+    )
+    if user_agent:
+        headers.add("User-Agent", user_agent)
+    return Request(method, "sip:100@us", headers)
+
+
+@pytest.mark.parametrize(
+    "agent",
+    ["friendly-scanner", "sipvicious 0.3", "SIPCLI/v1.8", "VaxSIPUserAgent/3.1", "sip-scan"],
+)
+def test_scanner_user_agents_are_dropped(agent):
+    policy = EdgePolicy(trunks=[Trunk.from_cidrs("t", ["198.51.100.0/24"])])
+    decision = policy.screen(req(user_agent=agent), "198.51.100.9", now=0.0)
+    assert decision.verdict is Verdict.DROP  # even from a trunk address
+
+
+def test_trunk_recognised_by_source_cidr():
+    trunk = Trunk.from_cidrs("carrier", ["203.0.113.0/28", "2001:db8::/32"])
+    policy = EdgePolicy(trunks=[trunk])
+    assert policy.screen(req(), "203.0.113.5", 0.0).trunk is trunk
+    assert policy.screen(req(), "2001:db8::7", 0.0).verdict is Verdict.ACCEPT
+    assert policy.screen(req(), "203.0.113.17", 0.0).trunk is None
+
+
+def test_unknown_source_is_forbidden_without_digest_and_challenged_with_it():
+    assert (
+        EdgePolicy(digest_enabled=False).screen(req(), "192.0.2.1", 0.0).verdict is Verdict.FORBID
+    )
+    assert (
+        EdgePolicy(digest_enabled=True).screen(req(), "192.0.2.1", 0.0).verdict is Verdict.CHALLENGE
+    )
+
+
+def test_register_and_known_sources_pass():
+    policy = EdgePolicy(digest_enabled=False)
+    assert policy.screen(req("REGISTER"), "192.0.2.1", 0.0).verdict is Verdict.ACCEPT
+    assert policy.screen(req("INFO"), "192.0.2.1", 0.0, known_source=True).verdict is Verdict.ACCEPT
+    assert policy.screen(req("ACK"), "192.0.2.1", 0.0).verdict is Verdict.ACCEPT
+
+
+def test_flood_limit_drops_above_burst_and_refills_with_time():
+    policy = EdgePolicy(flood_rate=10.0, flood_burst=5.0, digest_enabled=False)
+    verdicts = [policy.screen(req("REGISTER"), "192.0.2.1", 0.0).verdict for _ in range(7)]
+    assert verdicts[:5] == [Verdict.ACCEPT] * 5
+    assert verdicts[5:] == [Verdict.DROP] * 2
+    # Another source is not affected.
+    assert policy.screen(req("REGISTER"), "192.0.2.2", 0.0).verdict is Verdict.ACCEPT
+    # 0.1 s later one token is back.
+    assert policy.screen(req("REGISTER"), "192.0.2.1", 0.1).verdict is Verdict.ACCEPT
+    assert policy.screen(req("REGISTER"), "192.0.2.1", 0.1).verdict is Verdict.DROP
+
+
+def test_tracked_sources_are_bounded():
+    policy = EdgePolicy(flood_rate=1.0, flood_burst=1.0, max_tracked_sources=100)
+    for i in range(1000):
+        policy.screen(req("REGISTER"), f"10.0.{i // 256}.{i % 256}", float(i))
+    assert len(policy._buckets) <= 100
+
+
+def test_trunk_found_by_digest_user():
+    trunk = Trunk.from_cidrs("carrier", [], digest_user="carrier1")
+    policy = EdgePolicy(trunks=[trunk])
+    assert policy.trunk_for_digest_user("carrier1") is trunk
+    assert policy.trunk_for_digest_user("other") is None
