@@ -25,6 +25,9 @@ margin) → one concealment frame is inserted without advancing playout. At most
 dropped or inserted per window, which also absorbs clock skew between the sender's sampling
 clock and our tick (±2 % at most), so playout never drifts.
 
+Three late packets in a row mean the whole stream is behind playout (a sender clock much
+slower than ours, a step in network delay): playout is moved back at once instead.
+
 A packet whose timestamp lies far from the playout point (the sender restarted its timestamp
 base), or from another SSRC than the stream in play, restarts the buffer (a *resync*). Late,
 duplicate and empty packets are counted and dropped; no input makes the buffer raise.
@@ -47,6 +50,8 @@ TICK = 0.020  # seconds per playout tick (one 20 ms frame)
 ADAPT_WINDOW = 50  # pops per adaptation window (1 s)
 # A timestamp more than this many frames away from the playout point is a new timeline.
 RESYNC_FRAMES = 100
+# This many late packets in a row mean playout is ahead of the stream: move it back at once.
+LATE_RUN_REANCHOR = 3
 SILENCE_LEVEL = 127  # RFC 6464: -127 dBov, "muted"
 
 
@@ -85,6 +90,7 @@ class JitterStats:
     dropped_for_depth: int = 0
     inserted_for_depth: int = 0
     resyncs: int = 0
+    reanchors: int = 0
     jitter: float = 0.0  # RFC 3550 A.8 estimate, in RTP timestamp units
 
 
@@ -131,6 +137,7 @@ class JitterBuffer:
         self._window_pops = 0
         self._window_margin: float | None = None
         self._pending = 0  # +1 drop one frame, -1 insert one frame
+        self._late_run = 0
 
     @property
     def target_frames(self) -> int:
@@ -193,7 +200,16 @@ class JitterBuffer:
                 self._window_margin = margin
             if ext < playout:
                 stats.late += 1
-                return False
+                self._late_run += 1
+                if self._late_run < LATE_RUN_REANCHOR:
+                    return False
+                # The stream as a whole is behind playout (a slow sender clock, a delay step):
+                # move playout back so this packet plays after target-1 frames of margin.
+                self._playout = ext - (self.target_frames - 1) * self.spf
+                self._late_run = 0
+                stats.reanchors += 1
+            else:
+                self._late_run = 0
         if ext in self._frames:
             stats.duplicates += 1
             return False

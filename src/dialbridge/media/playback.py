@@ -57,6 +57,7 @@ class PlayMode(enum.Enum):
 class PlaybackFinished:
     playback_id: str
     completed: bool  # False when stopped before its end
+    session_id: str = ""  # the leg that was hearing it
 
 
 class Prompt:
@@ -249,7 +250,8 @@ class _Playback:
 class Player:
     """Queue of playbacks for one sending direction."""
 
-    def __init__(self) -> None:
+    def __init__(self, session_id: str = "") -> None:
+        self.session_id = session_id
         self._queue: deque[_Playback] = deque()
         self.events: list[PlaybackFinished] = []
 
@@ -270,7 +272,7 @@ class Player:
         keep: deque[_Playback] = deque()
         for pb in self._queue:
             if playback_id is None or pb.playback_id == playback_id:
-                self.events.append(PlaybackFinished(pb.playback_id, completed=False))
+                self.events.append(PlaybackFinished(pb.playback_id, False, self.session_id))
             else:
                 keep.append(pb)
         self._queue = keep
@@ -287,7 +289,7 @@ class Player:
             frame = pb.source.frame(pb.index)
             if frame is None:
                 queue.popleft()
-                self.events.append(PlaybackFinished(pb.playback_id, completed=True))
+                self.events.append(PlaybackFinished(pb.playback_id, True, self.session_id))
                 continue
             pb.index += 1
             if pb.mode is PlayMode.REPLACE or bridged is None:

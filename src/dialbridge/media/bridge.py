@@ -1,0 +1,103 @@
+"""Connecting two legs: what one leg hears is what the other says, tick by tick.
+
+Theory of operation
+-------------------
+A :class:`Bridge` joins two :class:`~dialbridge.media.session.MediaSession` cores. On every
+20 ms tick it pulls one frame from each leg's receive side and hands it to the other leg's send
+side, so each direction is decoded with the source leg's codec (its mixer keeps only the N
+loudest SSRCs) and encoded once with the destination leg's codec. Transcoding PCMU/PCMA ↔
+Opus therefore needs nothing special; a same-codec pair goes through the same path (decode +
+encode of G.711 costs a few µs; a byte relay would save the Opus encode on Opus ↔ Opus
+bridges, see docs/media-engine.md, known gaps).
+
+Per direction (named by the *source* leg, "audio from A to B"):
+
+* **mute**: the destination receives comfort silence instead (it keeps receiving packets:
+  Jigasi must never see RTP stop, jigasi-protocol.md §1.6);
+* **playback** is the destination leg's own :class:`~dialbridge.media.playback.Player`,
+  applied in ``send_audio`` (replace or mix);
+* **DTMF tone removal**: when the source leg runs the in-band detector, forwarded audio is
+  delayed by ``tone_lookback`` frames, and every queued frame is blanked while the detector
+  hears a tone, so the digits a caller types do not sound in the conference.
+
+Sans-IO like the sessions: ``tick(now)`` only moves frames between cores.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+
+from dialbridge.media.session import MediaSession
+
+__all__ = ["Bridge", "tick_alone"]
+
+TONE_LOOKBACK = 3  # frames (60 ms): the detector needs 40 ms of tone before it reports
+
+
+class _Direction:
+    __slots__ = ("source", "sink", "muted", "delay", "lookback")
+
+    def __init__(self, source: MediaSession, sink: MediaSession, lookback: int) -> None:
+        self.source = source
+        self.sink = sink
+        self.muted = False
+        self.lookback = lookback if source.params.inband_dtmf else 0
+        self.delay: deque[np.ndarray | None] = deque()
+
+    def forward(self, now: float) -> np.ndarray | None:
+        frame = self.source.pull_audio(now)
+        pcm = frame.pcm if frame.active else None
+        if self.lookback:
+            delay = self.delay
+            delay.append(pcm)
+            if self.source.inband_tone_active:
+                for i in range(len(delay)):
+                    delay[i] = None
+            pcm = delay.popleft() if len(delay) > self.lookback else None
+        return None if self.muted else pcm
+
+
+class Bridge:
+    """Two legs connected in both directions."""
+
+    def __init__(self, a: MediaSession, b: MediaSession, *, tone_lookback: int = TONE_LOOKBACK):
+        if a is b:
+            raise ValueError("a leg cannot be bridged to itself")
+        self.a = a
+        self.b = b
+        self._a_to_b = _Direction(a, b, tone_lookback)
+        self._b_to_a = _Direction(b, a, tone_lookback)
+
+    @property
+    def sessions(self) -> tuple[MediaSession, MediaSession]:
+        return self.a, self.b
+
+    def other(self, session: MediaSession) -> MediaSession:
+        return self.b if session is self.a else self.a
+
+    def mute(self, source: MediaSession, muted: bool = True) -> None:
+        """Stop (or resume) forwarding audio *from* ``source`` to the other leg."""
+        if source is self.a:
+            self._a_to_b.muted = muted
+        elif source is self.b:
+            self._b_to_a.muted = muted
+        else:
+            raise ValueError(f"session {source.session_id} is not in this bridge")
+
+    def is_muted(self, source: MediaSession) -> bool:
+        return (self._a_to_b if source is self.a else self._b_to_a).muted
+
+    def tick(self, now: float) -> None:
+        to_b = self._a_to_b.forward(now)
+        to_a = self._b_to_a.forward(now)
+        self.a.send_audio(to_a, now)
+        self.b.send_audio(to_b, now)
+
+
+def tick_alone(session: MediaSession, now: float) -> None:
+    """Tick of a leg that is not bridged: keep its playout and DTMF detection running and send
+    its prompts, or comfort silence."""
+    session.pull_audio(now)
+    session.send_audio(None, now)

@@ -1,0 +1,634 @@
+"""One media session per call leg: a sans-IO core plus its thin asyncio edge.
+
+Theory of operation
+-------------------
+:class:`MediaSession` is the leg's RTP endpoint without any I/O. It is fed datagrams with
+``receive_rtp(data, addr, now)`` / ``receive_rtcp(...)`` and driven by the process-wide 20 ms
+tick in two halves: ``pull_audio(now)`` plays one frame out of the receive side (jitter
+buffers and the N-loudest :class:`~dialbridge.media.mixer.Mixer`), and
+``send_audio(pcm, now)`` sends one packet. Datagrams to send pile up in ``outbox`` /
+``rtcp_outbox`` as ``(bytes, addr)``; events (DTMF, timeouts, RTCP statistics, latching) in
+``events``. Nothing here reads a clock or touches a socket.
+
+Rules the session keeps:
+
+* **It never goes silent.** Every tick sends exactly one packet, whatever the bridge, the
+  prompts or mute provide (``pcm=None`` means comfort silence). Jigasi logs a dropped call
+  after 10 s without RTP (jigasi-protocol.md §1.6).
+* **RFC 6464 on everything it sends** when an extension id was negotiated, from an
+  :class:`~dialbridge.media.levels.AudioLevelMeter`, which never tags speech 127 (Jigasi drops
+  such packets, §5.4) and by default never sends 127 at all.
+* **Symmetric RTP (latching).** Jigasi and NATed trunks advertise private addresses (§1.5), so
+  we send to where the peer's packets come from. Security rule (against RTP injection and
+  "RTP bleed"): a source is latched only after ``probation`` consecutive packets of one SSRC
+  with a negotiated payload type, or at once if it is the address the SDP gave; once latched,
+  other sources are ignored until the latched one has been quiet for ``relatch_after``
+  seconds (NAT rebinding, a restarted peer). RTCP latches to the first valid RTCP packet from
+  the latched host.
+* **Tolerance.** Jigasi's hole-punch packets (empty payload, §1.5) and keep-alive comfort
+  noise (PT 13, even if not negotiated, §5.3) count as "media arrived" and go no further.
+  Unknown payload types and unparsable datagrams are counted and dropped (remote errors).
+* **"No RTP for N s"** gives one :class:`MediaTimeout` event, re-armed when RTP comes back.
+* **RTCP** (RFC 3550 §6): an SR (or RR if we have not sent) with SDES CNAME every ~5 s,
+  randomised by ±50 % (§6.3.1), and an :class:`RtcpStats` event each time for call records.
+
+The receive path parses the common header shapes (no CSRC, no padding, RFC 8285 one-byte
+extensions) with one ``struct`` call and hands anything else to ``RtpPacket.parse``; the
+send path packs header, level element and payload in one ``struct`` call. Both are the
+per-packet hot path of the capacity benchmark.
+
+The asyncio edge (:class:`RtpEndpoint`, :class:`MediaClock`) only moves datagrams between
+sockets and cores and fires one shared 20 ms timer for every session in the process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from dialbridge.media import rtcp
+from dialbridge.media.codecs import CODECS, create_decoder, create_encoder
+from dialbridge.media.levels import AudioLevelMeter, dbov, dbov_to_level
+from dialbridge.media.mixer import MixedFrame, Mixer
+from dialbridge.media.playback import Player
+from dialbridge.media.rtp import RtpPacket, RtpParseError
+
+__all__ = [
+    "CN_PAYLOAD_TYPE",
+    "DtmfReceived",
+    "MediaClock",
+    "MediaResumed",
+    "MediaSession",
+    "MediaTimeout",
+    "RemoteAddressLatched",
+    "RtcpStats",
+    "RtpEndpoint",
+    "RtpParameters",
+]
+
+Address = tuple[str, int]
+CN_PAYLOAD_TYPE = 13  # RFC 3389 comfort noise (static PT, RFC 3551 Table 4)
+TICK = 0.020
+
+_HEADER = struct.Struct("!BBHII")
+# Header + RFC 8285 one-byte block with one 1-byte element (id<<4 | len-1=0), 2 pad bytes.
+_HEADER_LEVEL = struct.Struct("!BBHIIHHBBH")
+_EXT_HEAD = struct.Struct("!HH")
+
+
+# -- parameters and events ----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RtpParameters:
+    """What signalling negotiated for one leg (plain values; the SIP layer fills them in).
+
+    ``audio_level_id`` is the RFC 8285 id of ``urn:ietf:params:rtp-hdrext:ssrc-audio-level``
+    as negotiated (we offer 1; Jigasi in translator mode forwards the bridge's id 1). It is
+    used to tag what we send and to read the level of what we receive.
+    """
+
+    codec: str  # SDP encoding name: "PCMU", "PCMA" or "opus"
+    payload_type: int
+    telephone_event_pt: int | None = None
+    audio_level_id: int | None = None
+    remote_rtp: Address | None = None  # from c=/m= (may be private: we latch)
+    remote_rtcp: Address | None = None  # a=rtcp, else remote_rtp port + 1
+    rtcp_mux: bool = False
+    max_streams: int = 3  # N loudest SSRCs decoded on this leg
+    inband_dtmf: bool = False  # run the Goertzel detector on received audio
+    codec_options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class DtmfReceived:
+    session_id: str
+    digit: str
+    source: str  # "rfc4733" or "inband"
+    duration: float  # seconds; 0 while unknown
+
+
+@dataclass(frozen=True, slots=True)
+class MediaTimeout:
+    session_id: str
+    silent_for: float
+
+
+@dataclass(frozen=True, slots=True)
+class MediaResumed:
+    session_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteAddressLatched:
+    session_id: str
+    address: Address
+    rtcp: bool
+
+
+@dataclass(frozen=True, slots=True)
+class RtcpStats:
+    """Receive quality we measured and what the peer reports about our stream."""
+
+    session_id: str
+    packets_received: int
+    packets_lost: int
+    fraction_lost: float  # 0..1 over the last interval
+    jitter_ms: float
+    packets_sent: int
+    remote_fraction_lost: float | None
+    remote_jitter_ms: float | None
+    rtt_ms: float | None
+    concealed_frames: int
+
+
+# -- the core -----------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Candidate:
+    address: Address
+    ssrc: int
+    seq: int
+    count: int
+
+
+class MediaSession:
+    """Sans-IO RTP endpoint of one call leg (see the module docstring)."""
+
+    def __init__(
+        self,
+        session_id: str,
+        params: RtpParameters,
+        *,
+        now: float,
+        wallclock_offset: float = 0.0,
+        media_timeout: float = 30.0,
+        rtcp_interval: float = 5.0,
+        probation: int = 2,
+        relatch_after: float = 2.0,
+        cname: str = "dialbridge",
+        rng: random.Random | None = None,
+    ) -> None:
+        self.session_id = session_id
+        self.rng = rng or random.Random()
+        self.wallclock_offset = wallclock_offset
+        self.media_timeout = media_timeout
+        self.rtcp_interval = rtcp_interval
+        self.probation = probation
+        self.relatch_after = relatch_after
+        self.cname = cname
+        self.outbox: list[tuple[bytes, Address]] = []
+        self.rtcp_outbox: list[tuple[bytes, Address]] = []
+        self.events: list[object] = []
+        self.player = Player(session_id)
+        self.meter = AudioLevelMeter()
+        self.ssrc = self.rng.getrandbits(32)
+        self._seq = self.rng.getrandbits(16)
+        self._ts = self.rng.getrandbits(32)
+        self._first_packet = True
+        self.packets_sent = 0
+        self.packets_dropped = 0  # foreign sources, unknown PTs, garbage
+        self.latched: Address | None = None
+        self.latched_rtcp: Address | None = None
+        self._latched_last = now
+        self._candidate: _Candidate | None = None
+        self.last_rtp = now
+        self._timed_out = False
+        self._recv_stats: dict[int, rtcp.RtpReceiverStats] = {}
+        self.sender_stats = rtcp.RtpSenderStats(self.ssrc, 8000)
+        self._next_rtcp = now + self.rtcp_interval * self.rng.uniform(0.5, 1.5)
+        self.closed = False
+        self.params = params
+        self._apply(params)
+
+    # -- configuration ---------------------------------------------------------------------
+
+    def _apply(self, params: RtpParameters) -> None:
+        info = CODECS.get(params.codec)
+        if info is None:
+            info = next((c for k, c in CODECS.items() if k.lower() == params.codec.lower()), None)
+        if info is None or params.codec.lower() == "telephone-event":
+            raise ValueError(f"no audio codec {params.codec!r}")
+        self.codec = info
+        self.encoder = create_encoder(info.name, **params.codec_options)
+        self.mixer = Mixer(
+            lambda: create_decoder(info.name),
+            clock_rate=info.clock_rate,
+            frame_samples=info.rtp_samples_per_frame,
+            max_streams=params.max_streams,
+        )
+        self.sender_stats.clock_rate = info.clock_rate
+        self._ts_step = info.rtp_samples_per_frame
+        self._audio_pt = params.payload_type
+        self._te_pt = params.telephone_event_pt
+        self._level_id = params.audio_level_id
+        self._accepted_pts = {params.payload_type}
+        if params.telephone_event_pt is not None:
+            self._accepted_pts.add(params.telephone_event_pt)
+        self._dtmf_rx = None
+        self._inband = None
+        self._setup_dtmf(params)
+
+    def _setup_dtmf(self, params: RtpParameters) -> None:
+        try:
+            from dialbridge.media import dtmf
+        except ImportError:  # the DTMF module may be absent in a stripped build
+            return
+        if params.telephone_event_pt is not None and hasattr(dtmf, "Rfc4733Receiver"):
+            self._dtmf_rx = dtmf.Rfc4733Receiver()
+            self._dtmf_tx = dtmf.Rfc4733Sender() if hasattr(dtmf, "Rfc4733Sender") else None
+        if params.inband_dtmf and hasattr(dtmf, "InbandDtmfDetector"):
+            self._inband = dtmf.InbandDtmfDetector()
+
+    def set_parameters(self, params: RtpParameters) -> None:
+        """A new remote description (re-INVITE): switch codec/PTs, keep SSRC and sequence."""
+        if params.remote_rtp != self.params.remote_rtp:
+            self.latched = None
+            self.latched_rtcp = None
+            self._candidate = None
+        self.params = params
+        self._apply(params)
+
+    @property
+    def remote_rtp(self) -> Address | None:
+        return self.latched or self.params.remote_rtp
+
+    @property
+    def remote_rtcp(self) -> Address | None:
+        if self.latched_rtcp is not None:
+            return self.latched_rtcp
+        p = self.params
+        if p.rtcp_mux:
+            return self.remote_rtp
+        if p.remote_rtcp is not None:
+            return p.remote_rtcp
+        rtp_addr = self.remote_rtp
+        return None if rtp_addr is None else (rtp_addr[0], rtp_addr[1] + 1)
+
+    # -- receive ---------------------------------------------------------------------------
+
+    def receive_rtp(self, data: bytes, addr: Address, now: float) -> None:
+        """One datagram from the RTP socket (RTCP too when rtcp-mux, RFC 5761 §4)."""
+        if len(data) < 12:
+            self.packets_dropped += 1
+            return
+        b0, b1, seq, ts, ssrc = _HEADER.unpack_from(data, 0)
+        if b0 & 0xC0 != 0x80:
+            self.packets_dropped += 1
+            return
+        if 192 <= b1 <= 223:  # RTCP on the RTP port (rtcp-mux, or a confused peer)
+            self.receive_rtcp(data, addr, now)
+            return
+        pt = b1 & 0x7F
+        accepted = pt in self._accepted_pts
+        if addr != self.latched and not self._latch(addr, ssrc, seq, now, accepted):
+            self.packets_dropped += 1
+            return
+        self._latched_last = now
+        self.last_rtp = now
+        if self._timed_out:
+            self._timed_out = False
+            self.events.append(MediaResumed(self.session_id))
+        if not accepted:  # CN keep-alives (PT 13) and anything not negotiated
+            if pt != CN_PAYLOAD_TYPE:
+                self.packets_dropped += 1
+            return
+
+        level = None
+        low = b0 & 0x3F
+        if low == 0:  # no padding, no extension, no CSRC
+            payload = data[12:]
+        elif low == 0x10 and len(data) >= 16:  # extension only
+            profile, words = _EXT_HEAD.unpack_from(data, 12)
+            end = 16 + 4 * words
+            if end > len(data):
+                self.packets_dropped += 1
+                return
+            if profile == 0xBEDE and self._level_id is not None:
+                level = _find_level(data, 16, end, self._level_id)
+            payload = data[end:]
+        else:
+            try:
+                packet = RtpPacket.parse(data)
+            except RtpParseError:
+                self.packets_dropped += 1
+                return
+            payload = packet.payload
+            if self._level_id is not None and self._level_id in packet.extensions:
+                level = packet.extensions[self._level_id][0] & 0x7F
+
+        stats = self._recv_stats.get(ssrc)
+        if stats is None:
+            stats = self._recv_stats[ssrc] = rtcp.RtpReceiverStats(
+                ssrc, self.codec.clock_rate, probation=0
+            )
+        stats.on_rtp(seq, ts, now)
+
+        if pt == self._audio_pt:
+            self.mixer.push_payload(ssrc, seq, ts, payload, now, level)
+        elif self._dtmf_rx is not None:
+            self._receive_telephone_event(seq, ts, ssrc, payload, b1 & 0x80, now)
+
+    def _latch(self, addr: Address, ssrc: int, seq: int, now: float, accepted: bool) -> bool:
+        if self.latched is not None and now - self._latched_last < self.relatch_after:
+            return False  # a foreign source while ours is alive: ignore (RTP bleed)
+        if not accepted:
+            return False
+        if addr == self.params.remote_rtp:
+            count = self.probation
+        else:
+            cand = self._candidate
+            if (
+                cand is not None
+                and cand.address == addr
+                and cand.ssrc == ssrc
+                and seq == (cand.seq + 1) & 0xFFFF
+            ):
+                cand.count += 1
+                cand.seq = seq
+                count = cand.count
+            else:
+                self._candidate = _Candidate(addr, ssrc, seq, 1)
+                count = 1
+        if count < self.probation:
+            return False
+        self.latched = addr
+        self._candidate = None
+        if self.latched_rtcp is not None and self.latched_rtcp[0] != addr[0]:
+            self.latched_rtcp = None
+        self.events.append(RemoteAddressLatched(self.session_id, addr, rtcp=False))
+        return True
+
+    def _receive_telephone_event(
+        self, seq: int, ts: int, ssrc: int, payload: bytes, marker: int, now: float
+    ) -> None:
+        rx = self._dtmf_rx
+        try:
+            found = rx.receive(RtpPacket(self._te_pt, seq, ts, ssrc, payload, bool(marker)), now)
+        except ValueError:
+            self.packets_dropped += 1
+            return
+        for ev in found or ():
+            digit = getattr(ev, "digit", None) or getattr(ev, "key", None)
+            if digit is None:
+                continue
+            duration = getattr(ev, "duration", 0.0) or 0.0
+            self.events.append(DtmfReceived(self.session_id, str(digit), "rfc4733", duration))
+
+    def receive_rtcp(self, data: bytes, addr: Address, now: float) -> None:
+        """One datagram from the RTCP socket."""
+        try:
+            packets = rtcp.parse_rtcp(data)
+        except rtcp.RtcpParseError:
+            self.packets_dropped += 1
+            return
+        latched = self.latched
+        if self.latched_rtcp != addr:
+            if latched is not None and addr[0] != latched[0]:
+                self.packets_dropped += 1  # RTCP from a host we do not talk RTP with
+                return
+            signalled = self.params.remote_rtp
+            if latched is None and signalled is not None and addr[0] != signalled[0]:
+                self.packets_dropped += 1
+                return
+            if latched is not None:
+                self.latched_rtcp = addr
+                self.events.append(RemoteAddressLatched(self.session_id, addr, rtcp=True))
+        wall = now + self.wallclock_offset
+        for pkt in packets:
+            if isinstance(pkt, rtcp.SenderReport):
+                stats = self._recv_stats.get(pkt.ssrc)
+                if stats is not None:
+                    stats.on_sender_report(pkt, now)
+                blocks = pkt.reports
+            elif isinstance(pkt, rtcp.ReceiverReport):
+                blocks = pkt.reports
+            else:
+                if isinstance(pkt, rtcp.Bye):
+                    for ssrc in pkt.sources:  # RFC 3550 §6.6: that source is gone
+                        self.mixer.remove(ssrc)
+                        self._recv_stats.pop(ssrc, None)
+                continue
+            for block in blocks:
+                if block.ssrc == self.ssrc:
+                    self.sender_stats.on_report_block(block, wall)
+
+    # -- the tick ----------------------------------------------------------------------------
+
+    def pull_audio(self, now: float) -> MixedFrame:
+        """Tick, receive half: one 20 ms frame of what the peer said (mixed, N loudest)."""
+        frame = self.mixer.mix(now)
+        inband = self._inband
+        if inband is not None and frame.active:
+            for ev in inband.process(frame.pcm) or ():
+                digit = getattr(ev, "digit", None)
+                if digit is not None:
+                    duration = getattr(ev, "duration", 0.0) or 0.0
+                    self.events.append(DtmfReceived(self.session_id, digit, "inband", duration))
+        return frame
+
+    @property
+    def inband_tone_active(self) -> bool:
+        """True while the in-band detector hears a DTMF tone (the bridge blanks it)."""
+        inband = self._inband
+        return bool(inband is not None and getattr(inband, "tone_active", False))
+
+    def send_audio(self, pcm: np.ndarray | None, now: float) -> None:
+        """Tick, send half: exactly one RTP packet, with ``pcm`` (None = comfort silence)
+        after this leg's prompts have been applied."""
+        pcm = self.player.apply(pcm)
+        if pcm is None:
+            pcm = _SILENCE
+        payload = self.encoder.encode(pcm)
+        marker = 0x80 if self._first_packet else 0
+        self._first_packet = False
+        seq = self._seq
+        ts = self._ts
+        self._seq = (seq + 1) & 0xFFFF
+        self._ts = (ts + self._ts_step) & 0xFFFFFFFF
+        level_id = self._level_id
+        if level_id is None:
+            header = _HEADER.pack(0x80, marker | self._audio_pt, seq, ts, self.ssrc)
+        else:
+            level = self.meter.measure_dbov(dbov(pcm) if pcm is not _SILENCE else -200.0)
+            header = _HEADER_LEVEL.pack(
+                0x90,
+                marker | self._audio_pt,
+                seq,
+                ts,
+                self.ssrc,
+                0xBEDE,
+                1,
+                level_id << 4,
+                (0x80 if level.voice else 0) | level.level,
+                0,
+            )
+        self.sender_stats.on_rtp_sent(len(payload), ts, now)
+        self.packets_sent += 1
+        dest = self.latched or self.params.remote_rtp
+        if dest is not None:
+            self.outbox.append((header + payload, dest))
+
+    def send_dtmf(self, digit: str, duration: float = 0.1) -> bool:
+        """Queue an RFC 4733 event (sent by the next ticks). False if not negotiated."""
+        tx = getattr(self, "_dtmf_tx", None)
+        if tx is None or self._te_pt is None:
+            return False
+        tx.start(digit, duration)
+        return True
+
+    def handle_timers(self, now: float) -> None:
+        """Media timeout and RTCP schedule; call once per tick (cheap when nothing is due)."""
+        if not self._timed_out and now - self.last_rtp >= self.media_timeout:
+            self._timed_out = True
+            self.events.append(MediaTimeout(self.session_id, now - self.last_rtp))
+        if now >= self._next_rtcp:
+            self._next_rtcp = now + self.rtcp_interval * self.rng.uniform(0.5, 1.5)
+            self._send_report(now)
+
+    def _send_report(self, now: float, bye: bool = False) -> None:
+        blocks = tuple(s.report_block(now) for s in list(self._recv_stats.values())[:31])
+        wall = now + self.wallclock_offset
+        if self.packets_sent:
+            report: rtcp.RtcpPacket = self.sender_stats.sender_report(wall, blocks, now)
+        else:
+            report = rtcp.ReceiverReport(self.ssrc, blocks)
+        packets: list[rtcp.RtcpPacket] = [
+            report,
+            rtcp.SourceDescription.with_cname(self.ssrc, self.cname),
+        ]
+        if bye:
+            packets.append(rtcp.Bye((self.ssrc,)))
+        dest = self.remote_rtcp
+        if dest is not None:
+            self.rtcp_outbox.append((rtcp.serialize_rtcp(packets), dest))
+        received = sum(s.received for s in self._recv_stats.values())
+        lost = sum(max(0, s.cumulative_lost) for s in self._recv_stats.values())
+        jitter = max((s.jitter_seconds for s in self._recv_stats.values()), default=0.0)
+        fraction = max((b.fraction_lost for b in blocks), default=0) / 256.0
+        ss = self.sender_stats
+        remote = ss.remote_fraction_lost if ss.rtt is not None or ss.remote_jitter else None
+        self.events.append(
+            RtcpStats(
+                self.session_id,
+                packets_received=received,
+                packets_lost=lost,
+                fraction_lost=fraction,
+                jitter_ms=jitter * 1000.0,
+                packets_sent=self.packets_sent,
+                remote_fraction_lost=None if remote is None else remote / 256.0,
+                remote_jitter_ms=(
+                    None if remote is None else ss.remote_jitter * 1000.0 / ss.clock_rate
+                ),
+                rtt_ms=None if ss.rtt is None else ss.rtt * 1000.0,
+                concealed_frames=sum(jb.stats.concealed for jb in self.mixer.streams.values()),
+            )
+        )
+
+    def close(self, now: float) -> None:
+        """End the session: a final RTCP report with BYE (RFC 3550 §6.6)."""
+        if not self.closed:
+            self.closed = True
+            self._send_report(now, bye=True)
+
+    def pop_events(self) -> list[object]:
+        events, self.events = self.events, []
+        events.extend(self.player.pop_events())
+        return events
+
+
+_SILENCE = np.zeros(160, dtype=np.int16)
+
+
+def _find_level(data: bytes, pos: int, end: int, level_id: int) -> int | None:
+    # RFC 8285 §4.2 one-byte elements: id(4) | len-1(4), data; id 0 = padding, 15 = stop.
+    while pos < end:
+        head = data[pos]
+        if head == 0:
+            pos += 1
+            continue
+        ext_id = head >> 4
+        if ext_id == 15:
+            return None
+        if ext_id == level_id:
+            return data[pos + 1] & 0x7F if pos + 1 < end else None
+        pos += (head & 0x0F) + 2
+    return None
+
+
+def level_of(pcm: np.ndarray) -> int:
+    """RFC 6464 level (0..127) of one frame, for callers without a meter."""
+    return dbov_to_level(dbov(pcm))
+
+
+# -- the asyncio edge -----------------------------------------------------------------------
+
+
+class RtpEndpoint(asyncio.DatagramProtocol):
+    """Moves datagrams between one socket and a session core (RTP or RTCP half)."""
+
+    __slots__ = ("session", "rtcp", "transport", "_time")
+
+    def __init__(self, session: MediaSession, *, rtcp: bool, time: Callable[[], float]) -> None:
+        self.session = session
+        self.rtcp = rtcp
+        self.transport: asyncio.DatagramTransport | None = None
+        self._time = time
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: Address) -> None:
+        if self.rtcp:
+            self.session.receive_rtcp(data, addr, self._time())
+        else:
+            self.session.receive_rtp(data, addr, self._time())
+
+    def error_received(self, exc: Exception) -> None:
+        # ICMP port unreachable while the peer is not listening yet: keep sending.
+        pass
+
+
+class MediaClock:
+    """One asyncio timer for every session in the process, firing every 20 ms.
+
+    Deadlines are absolute (start + n × 20 ms), so the tick does not drift with callback
+    latency; if the loop falls more than 5 ticks behind, it skips ahead instead of bursting.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, callback: Callable[[float], None]) -> None:
+        self.loop = loop
+        self.callback = callback
+        self._handle: asyncio.TimerHandle | None = None
+        self._next = 0.0
+        self.ticks = 0
+        self.late_ticks = 0
+
+    def start(self) -> None:
+        if self._handle is None:
+            self._next = self.loop.time() + TICK
+            self._handle = self.loop.call_at(self._next, self._fire)
+
+    def stop(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+    def _fire(self) -> None:
+        now = self.loop.time()
+        self.ticks += 1
+        try:
+            self.callback(self._next)
+        finally:
+            self._next += TICK
+            if now - self._next > 5 * TICK:
+                self.late_ticks += 1
+                self._next = now + TICK
+            self._handle = self.loop.call_at(self._next, self._fire)
