@@ -10,8 +10,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.sip.peers.baresip import Baresip, BaresipAccount, BaresipConfig
+from tests.sip.peers.capture import LoopbackCapture, sip_messages
+from tests.sip.peers.certs import make_self_signed_certificate
+from tests.sip.peers.linphonec import Linphonec, LinphonecConfig
 from tests.sip.peers.ports import LOOPBACK, free_port
 from tests.sip.peers.sipp import SCENARIO_DIR, Sipp, SippResult, scenario_path
+from tests.sip.peers.tls_tunnel import TlsClientTunnel, TlsServerTunnel
 
 pytestmark = pytest.mark.peers
 
@@ -179,3 +184,189 @@ async def test_concurrent_sipp_runs_are_bounded_by_timeout(sipp_binary, peer_dir
     assert result.returncode != 0
     assert not result.timed_out
     assert loop.time() - started < 8
+
+
+async def test_baresip_registers_with_digest_to_a_sipp_registrar(
+    sipp_binary, baresip_binary, peer_dir
+):
+    registrar_port = free_port()
+    registrar = Sipp(MIRROR / "registrar.xml", peer_dir, registrar_port, timeout=15)
+    config = BaresipConfig(
+        peer_dir / "baresip",
+        accounts=[BaresipAccount("alice", f"{LOOPBACK}:{registrar_port}", "secret", regint=600)],
+    )
+    await registrar.start()
+    await registrar.ensure_listening()
+    phone = Baresip(config, lifetime=20)
+    await phone.start()
+    try:
+        line = await phone.wait_registered("alice", timeout=10)
+        assert "[1 binding]" in line
+    finally:
+        await phone.quit()  # un-REGISTERs: the mirror's last step
+    registrar_result = await registrar.wait()
+    assert registrar_result.returncode == 0, registrar_result.explain()
+    sent = [m for m in phone.messages() if m.direction == "sent"]
+    assert [m.method for m in sent] == ["REGISTER", "REGISTER", "REGISTER"]
+    assert all(
+        m.src == (LOOPBACK, config.sip_port) and m.dst == (LOOPBACK, registrar_port) for m in sent
+    )
+    assert 'username="alice"' in (sent[1].header("Authorization") or "")
+    assert [m.status for m in phone.messages() if m.direction == "received"] == [401, 200, 200]
+
+
+async def test_sipp_calls_baresip_which_answers_automatically(
+    sipp_binary, baresip_binary, peer_dir
+):
+    config = BaresipConfig(
+        peer_dir / "baresip", accounts=[BaresipAccount("bob", f"{LOOPBACK}:9", "x", regint=0)]
+    )
+    phone = Baresip(config, lifetime=20)
+    await phone.start()
+    try:
+        await phone.wait_ready()
+        caller = Sipp(
+            scenario_path("uac_call"),
+            peer_dir,
+            free_port(),
+            remote=f"{LOOPBACK}:{config.sip_port}",
+            service="bob",
+            timeout=10,
+        )
+        result = await caller.run()
+    finally:
+        await phone.quit()
+    assert result.returncode == 0, result.explain() + phone.output[-3000:]
+    assert result.flow()[0] == ">INVITE" and result.flow()[-4:] == [
+        "<200 INVITE",
+        ">ACK",
+        ">BYE",
+        "<200 BYE",
+    ]
+    answer = result.received(status=200)[0]
+    assert "PCMU/8000" in answer.body
+    received_invite = [m for m in phone.messages() if m.method == "INVITE"]
+    assert len(received_invite) == 1 and received_invite[0].src == (LOOPBACK, caller.local_port)
+
+
+async def test_linphonec_registers_with_digest_to_a_sipp_registrar(
+    sipp_binary, linphonec_binary, peer_dir
+):
+    registrar_port = free_port()
+    registrar = Sipp(MIRROR / "registrar.xml", peer_dir, registrar_port, timeout=20)
+    await registrar.start()
+    await registrar.ensure_listening()
+    phone = Linphonec(LinphonecConfig(peer_dir / "linphonec"))
+    await phone.start()
+    try:
+        await phone.register("alice", f"{LOOPBACK}:{registrar_port}", "secret")
+    finally:
+        await phone.quit()  # un-REGISTERs: the mirror's last step
+    registrar_result = await registrar.wait()
+    assert registrar_result.returncode == 0, registrar_result.explain()
+    exchanged = [(m.describe(), m.src[1] if m.src else None) for m in phone.messages()]
+    assert exchanged[:4] == [
+        (">REGISTER", phone.config.sip_port),
+        ("<401 REGISTER", registrar_port),
+        (">REGISTER", phone.config.sip_port),
+        ("<200 REGISTER", registrar_port),
+    ]
+
+
+async def test_sipp_calls_linphonec_which_answers_automatically(
+    sipp_binary, linphonec_binary, peer_dir
+):
+    phone = Linphonec(LinphonecConfig(peer_dir / "linphonec"))
+    await phone.start()
+    try:
+        await phone.wait_for(r"linphonec> ", 10)
+        caller = Sipp(
+            scenario_path("uac_call"), peer_dir, free_port(),
+            remote=f"{LOOPBACK}:{phone.config.sip_port}", service="carol", timeout=10,
+        )  # fmt: skip
+        result = await caller.run()
+    finally:
+        await phone.quit()
+    assert result.returncode == 0, result.explain() + phone.output[-3000:]
+    assert result.flow()[-4:] == ["<200 INVITE", ">ACK", ">BYE", "<200 BYE"]
+    invites = [m for m in phone.messages() if m.method == "INVITE"]
+    assert len(invites) == 1 and invites[0].src == (LOOPBACK, caller.local_port)
+
+
+async def test_sipp_over_tls_through_socat_tunnels(
+    sipp_binary, socat_binary, tls_certificate, peer_dir
+):
+    # SIPp uac --TCP--> client tunnel --TLS--> server tunnel --TCP--> SIPp uas: both tunnels in
+    # one path, so the TLS leg in the middle is the only way through.
+    server_port = free_port()
+    server_tunnel = TlsServerTunnel(server_port, tls_certificate.combined, peer_dir)
+    await server_tunnel.start()
+    client_tunnel = TlsClientTunnel(server_tunnel.listen_port, tls_certificate.cert, peer_dir)
+    await client_tunnel.start()
+    server = Sipp(scenario_path("uas_answer"), peer_dir, server_port, transport="tcp", timeout=10)
+    client = Sipp(
+        "uac", peer_dir, free_port(), remote=f"{LOOPBACK}:{client_tunnel.listen_port}", transport="tcp", timeout=10,
+    )  # fmt: skip
+    try:
+        server_result, client_result = await run_pair(server, client)
+    finally:
+        await client_tunnel.stop()
+        await server_tunnel.stop()
+    assert client_result.returncode == 0, client_result.explain() + client_tunnel.output
+    assert server_result.flow() == [
+        "<INVITE",
+        ">100 INVITE",
+        ">180 INVITE",
+        ">200 INVITE",
+        "<ACK",
+        "<BYE",
+        ">200 BYE",
+    ]
+    assert "SSL connection using" in client_tunnel.output
+
+
+async def test_tls_client_tunnel_refuses_a_certificate_it_does_not_trust(
+    sipp_binary, socat_binary, tls_certificate, peer_dir, tmp_path
+):
+    other = make_self_signed_certificate(tmp_path / "other")
+    server_port = free_port()
+    server_tunnel = TlsServerTunnel(server_port, other.combined, peer_dir)
+    await server_tunnel.start()
+    client_tunnel = TlsClientTunnel(server_tunnel.listen_port, tls_certificate.cert, peer_dir)
+    await client_tunnel.start()
+    client = Sipp(
+        "uac",
+        peer_dir,
+        free_port(),
+        remote=f"{LOOPBACK}:{client_tunnel.listen_port}",
+        transport="tcp",
+        timeout=3,
+    )
+    try:
+        result = await client.run()
+    finally:
+        await client_tunnel.stop()
+        await server_tunnel.stop()
+    assert result.returncode != 0
+    assert result.successful_calls == 0
+    assert "certificate verify failed" in client_tunnel.output
+
+
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
+async def test_loopback_capture_sees_sipp_messages_with_their_ports(
+    sipp_binary, peer_dir, transport
+):
+    server, client = pair(peer_dir, "uas", "uac", transport=transport)
+    capture = LoopbackCapture([server.local_port], peer_dir)
+    await capture.start()
+    try:
+        await run_pair(server, client)
+    finally:
+        packets = await capture.finish()
+    messages = sip_messages(packets)
+    invites = [m for m in messages if m.method == "INVITE"]
+    assert len(invites) == 1
+    assert invites[0].dst == (LOOPBACK, server.local_port)
+    assert invites[0].transport == transport.upper()
+    oks = [m for m in messages if m.status == 200 and m.cseq_method == "INVITE"]
+    assert oks and all(m.src == (LOOPBACK, server.local_port) for m in oks)

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Literal
 
 from .ports import LOOPBACK
+from .trace import SipRecord
 
 SCENARIO_DIR = Path(__file__).parent / "scenarios"
 SIPP = shutil.which("sipp")
@@ -51,90 +52,8 @@ _BANNER = re.compile(
 )
 
 
-@dataclass(frozen=True)
-class TracedMessage:
-    """One SIP message as SIPp logged it, with the direction seen from SIPp."""
-
-    direction: Literal["sent", "received"]
-    transport: str
-    text: str
-    # wall-clock time SIPp logged the message at (seconds since the epoch, local time zone)
-    at: float = 0.0
-
-    @property
-    def start_line(self) -> str:
-        return self.text.split("\r\n", 1)[0].split("\n", 1)[0].strip()
-
-    @property
-    def is_request(self) -> bool:
-        return not self.start_line.startswith("SIP/2.0 ")
-
-    @property
-    def method(self) -> str | None:
-        return self.start_line.split(" ", 1)[0] if self.is_request else None
-
-    @property
-    def status(self) -> int | None:
-        return None if self.is_request else int(self.start_line.split(" ")[1])
-
-    @property
-    def headers(self) -> list[tuple[str, str]]:
-        head = re.split(r"\r?\n\r?\n", self.text, maxsplit=1)[0]
-        out: list[tuple[str, str]] = []
-        for line in re.split(r"\r?\n", head)[1:]:
-            if line[:1] in (" ", "\t") and out:
-                name, value = out[-1]
-                out[-1] = (name, value + " " + line.strip())
-            elif ":" in line:
-                name, value = line.split(":", 1)
-                out.append((name.strip(), value.strip()))
-        return out
-
-    def header(self, name: str) -> str | None:
-        """First value of a header, matching long and compact forms (RFC 3261 §7.3.3)."""
-        names = {name.lower(), _COMPACT.get(name.lower(), name.lower())}
-        for key, value in self.headers:
-            if key.lower() in names:
-                return value
-        return None
-
-    def header_values(self, name: str) -> list[str]:
-        names = {name.lower(), _COMPACT.get(name.lower(), name.lower())}
-        return [v for k, v in self.headers if k.lower() in names]
-
-    @property
-    def cseq_method(self) -> str | None:
-        cseq = self.header("CSeq")
-        return cseq.split()[1] if cseq else None
-
-    @property
-    def body(self) -> str:
-        parts = re.split(r"\r?\n\r?\n", self.text, maxsplit=1)
-        return parts[1] if len(parts) == 2 else ""
-
-    def describe(self) -> str:
-        """Short form for asserting sequences: `>INVITE`, `<180`, `<200 INVITE`."""
-        arrow = ">" if self.direction == "sent" else "<"
-        if self.is_request:
-            return f"{arrow}{self.method}"
-        return f"{arrow}{self.status} {self.cseq_method}"
-
-
-_COMPACT = {
-    "via": "v",
-    "from": "f",
-    "to": "t",
-    "call-id": "i",
-    "contact": "m",
-    "content-length": "l",
-    "content-type": "c",
-    "supported": "k",
-    "subject": "s",
-}
-
-
-def parse_message_trace(text: str) -> list[TracedMessage]:
-    messages: list[TracedMessage] = []
+def parse_message_trace(text: str) -> list[SipRecord]:
+    messages: list[SipRecord] = []
     chunks = _SEPARATOR.split(text)
     # split() gives [prefix, ts1, body1, ts2, body2, ...]
     for stamp, body in zip(chunks[1::2], chunks[2::2], strict=True):
@@ -146,7 +65,7 @@ def parse_message_trace(text: str) -> list[TracedMessage]:
         message = rest.lstrip("\r\n").rstrip("\r\n")
         if message:
             messages.append(
-                TracedMessage(
+                SipRecord(
                     direction=match["direction"],  # type: ignore[arg-type]
                     transport=match["transport"].upper(),
                     text=message + "\n",
@@ -174,7 +93,7 @@ class SippResult:
     argv: tuple[str, ...]
     returncode: int
     statistics: Mapping[str, str]
-    messages: tuple[TracedMessage, ...]
+    messages: tuple[SipRecord, ...]
     errors: str
     workdir: Path
     timed_out: bool = False
@@ -211,9 +130,7 @@ class SippResult:
         """The dialogue as short strings (`>INVITE`, `<100 INVITE`, ...), in trace order."""
         return [m.describe() for m in self.messages]
 
-    def received(
-        self, *, method: str | None = None, status: int | None = None
-    ) -> list[TracedMessage]:
+    def received(self, *, method: str | None = None, status: int | None = None) -> list[SipRecord]:
         return [
             m
             for m in self.messages
@@ -222,7 +139,7 @@ class SippResult:
             and (status is None or m.status == status)
         ]
 
-    def sent(self, *, method: str | None = None, status: int | None = None) -> list[TracedMessage]:
+    def sent(self, *, method: str | None = None, status: int | None = None) -> list[SipRecord]:
         return [
             m
             for m in self.messages
@@ -266,6 +183,13 @@ class Sipp:
     trace: bool = True
     extra_args: Sequence[str] = ()
     name: str = ""
+    # What our scenario files write into Request-URIs, Via and Contact (keys `target`,
+    # `via_transport`, `contact_port`, `contact_transport`). They differ from the socket-level
+    # values only when SIPp talks through a TLS tunnel (see tls_tunnel): then the SIP layer must
+    # name the dialbridge TLS listener and the tunnel that leads back to SIPp.
+    target: str | None = None
+    advertised_transport: str | None = None
+    contact_port: int | None = None
 
     _proc: asyncio.subprocess.Process | None = field(default=None, init=False, repr=False)
 
@@ -325,7 +249,14 @@ class Sipp:
             args += ["-rp", str(self.rate_period_ms)]
         if self.max_concurrent is not None:
             args += ["-l", str(self.max_concurrent)]
-        for key, value in self.keys.items():
+        keys = {
+            "target": self.target or self.remote or f"{LOOPBACK}:{self.local_port}",
+            "via_transport": (self.advertised_transport or self.transport).upper(),
+            "contact_transport": (self.advertised_transport or self.transport).lower(),
+            "contact_port": str(self.contact_port or self.local_port),
+            **self.keys,
+        }
+        for key, value in keys.items():
             args += ["-key", key, value]
         args += list(self.extra_args)
         return args
