@@ -495,9 +495,9 @@ class DialogLayer:
             dialog._pending_reinvite_in = event.transaction
         if request.method in TARGET_REFRESH:
             dialog.refresh_target(request)
+        self._emit(InDialogRequest(dialog, request, event.transaction))
         if request.method == "BYE":
             self._end(dialog, "remote bye")
-        self._emit(InDialogRequest(dialog, request, event.transaction))
 
     def _reject(
         self,

@@ -10,9 +10,12 @@ bindings outlive a restart.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from .auth import HA1, DigestChallenger
+from .auth import Verdict as AuthVerdict
 from .flow import Flow
 from .location import Binding, LocationService, aor_of
 from .message import NameAddr, Request, Response, SipParseError, make_response, new_tag
@@ -175,3 +178,51 @@ def _extra_params(contact: NameAddr) -> str:
             continue
         parts.append(name if value is None else f"{name}={value}")
     return "".join(f";{p}" for p in parts)
+
+
+class DigestAuthenticator:
+    """:class:`Authenticator` on top of :class:`~dialbridge.sip.auth.DigestChallenger`.
+
+    ``users`` maps user names to passwords (or :class:`~dialbridge.sip.auth.HA1` values). A
+    REGISTER with wrong credentials is challenged again (what UAs expect); any other request
+    with wrong credentials gets 403 without detail (security.py rule 8).
+    """
+
+    def __init__(self, realm: str, users: Mapping[str, str | HA1], *,
+                 challenger: DigestChallenger | None = None) -> None:  # fmt: skip
+        self.users = users
+        self.challenger = challenger or DigestChallenger(realm)
+
+    def _lookup(self, username: str, realm: str) -> str | HA1 | None:
+        return self.users.get(username)
+
+    def authenticate(self, request: Request, now: float, *, proxy: bool = False) -> AuthOutcome:
+        challenger = self.challenger
+        values = request.headers.get_all(challenger.credentials_header)
+        for value in values:
+            result = challenger.verify(
+                value,
+                method=request.method,
+                now=now,
+                lookup=self._lookup,
+                request_uri=request.uri,
+                body=request.body,
+            )
+            if result.ok:
+                return AuthOutcome(user=result.username)
+            if result.verdict in (AuthVerdict.MALFORMED, AuthVerdict.URI_MISMATCH):
+                return AuthOutcome(status=400)
+            if result.verdict is AuthVerdict.STALE_NONCE:
+                return self._challenge(now, stale=True)
+            if request.method != "REGISTER" and result.verdict in (
+                AuthVerdict.WRONG_PASSWORD,
+                AuthVerdict.UNKNOWN_USER,
+                AuthVerdict.REPLAY,
+            ):
+                return AuthOutcome(status=403)
+        return self._challenge(now)
+
+    def _challenge(self, now: float, *, stale: bool = False) -> AuthOutcome:
+        name = self.challenger.challenge_header
+        values = self.challenger.challenges(now, stale=stale)
+        return AuthOutcome(status=self.challenger.status, headers=tuple((name, v) for v in values))

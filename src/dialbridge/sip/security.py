@@ -112,11 +112,23 @@ class EdgePolicy:
     def screen(
         self, request: Request, source_ip: str, now: float, *, known_source: bool = False
     ) -> Decision:
+        """Rules 1-8 in one call."""
+        dropped = self.admit(request, source_ip, now)
+        if dropped is not None:
+            return dropped
+        return self.classify(request, source_ip, known_source=known_source)
+
+    def admit(self, request: Request, source_ip: str, now: float) -> Decision | None:
+        """Rules 1-2, before any transaction exists: a DROP decision, or None to go on."""
         user_agent = (request.headers.get("User-Agent") or "").lower()
         if user_agent and any(s in user_agent for s in SCANNER_USER_AGENTS):
             return Decision(Verdict.DROP, why=f"scanner user-agent {user_agent!r}")
         if not self._take_token(source_ip, now):
             return Decision(Verdict.DROP, why="flood limit")
+        return None
+
+    def classify(self, request: Request, source_ip: str, *, known_source: bool = False) -> Decision:
+        """Rules 3-8, for a new request outside any dialog."""
         trunk = self.trunk_for_address(source_ip)
         if trunk is not None:
             return Decision(Verdict.ACCEPT, trunk, why=f"source in trunk {trunk.name}")

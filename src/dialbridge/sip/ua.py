@@ -1,0 +1,1032 @@
+"""The SIP user agent: the async API the call engine stands on.
+
+Theory of operation
+-------------------
+* :class:`UserAgent` glues the sans-IO cores to asyncio. It owns the
+  :class:`~dialbridge.sip.dialog.DialogLayer` (dialogs over transactions), the
+  :class:`~dialbridge.sip.registrar.Registrar` with its
+  :class:`~dialbridge.sip.location.LocationService`, the edge
+  :class:`~dialbridge.sip.security.EdgePolicy` and the
+  :class:`~dialbridge.sip.transport.SipTransports`. After every input (a message, a timer) it
+  runs :meth:`UserAgent._service`: send what the core wants sent, dispatch its events, re-arm
+  the single timer. The core's clock is ``loop.time()``; bindings use ``time.time()``.
+* Outgoing: :meth:`UserAgent.invite` returns an :class:`OutgoingCall` (responses as an async
+  iterator, ``cancel()``, ``answered()`` → :class:`DialogHandle`). 401/407 are answered with
+  the given credentials once per challenge (RFC 3261 §22.2).
+* Incoming: a new INVITE becomes an :class:`IncomingCall` handed to the ``router`` coroutine,
+  which rings, answers, rejects or redirects it.
+* In a dialog (:class:`DialogHandle`): ``info()``, ``request()``, ``reinvite()``, ``bye()``
+  return the final response; ``events()`` yields what the peer did; ``terminated`` resolves
+  with the reason. **Every in-dialog request from the peer is answered by this module at
+  once** (INFO 200 unless ``on_info`` says otherwise, re-INVITE/UPDATE with ``on_offer``'s
+  SDP, BYE 200, OPTIONS 200): Jigasi hangs up when its requests go unanswered
+  (jigasi-protocol.md §4.1), so answering is never left to application code that may stall.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import ssl
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+
+from .auth import AuthParseError, DigestClient
+from .dialog import (
+    ALLOWED_METHODS,
+    Dialog,
+    DialogAckReceived,
+    DialogLayer,
+    DialogTerminated,
+    IncomingRequest,
+    InDialogRequest,
+    InviteCancelled,
+    ResponseToRequest,
+    build_request,
+)
+from .flow import DEFAULT_PORTS, Flow
+from .location import BindingStore, LocationService
+from .message import Request, Response, SipUri, make_response, new_tag
+from .registrar import Authenticator, AuthOutcome, DigestAuthenticator, Registrar
+from .security import EdgePolicy, Trunk, Verdict
+from .timers import DEFAULT_TIMERS, TimerSettings
+from .transaction import ClientTransaction, ServerTransaction, TransactionError
+from .transport import SipTransports, TransportError, server_ssl_context
+
+log = logging.getLogger(__name__)
+
+ALLOW = ", ".join(ALLOWED_METHODS)
+HeaderItems = Mapping[str, str] | Iterable[tuple[str, str]]
+
+
+class SipError(Exception):
+    """Base of the errors this API raises."""
+
+
+class CallFailed(SipError):
+    """An INVITE ended without a 2xx; ``response`` is the final answer (maybe synthetic 408)."""
+
+    def __init__(self, response: Response) -> None:
+        super().__init__(f"{response.status} {response.reason}")
+        self.response = response
+
+
+class CallStateError(SipError):
+    """A local error: the call or dialog cannot do that in its current state."""
+
+
+@dataclass(frozen=True)
+class Credentials:
+    username: str
+    password: str
+
+
+@dataclass
+class UserAgentConfig:
+    udp: list[tuple[str, int]] = field(default_factory=list)
+    tcp: list[tuple[str, int]] = field(default_factory=list)
+    tls: list[tuple[str, int]] = field(default_factory=list)
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    #: Host put in Via/Contact when listeners bind to a wildcard address.
+    advertised_host: str | None = None
+    #: Our SIP domain (default From host) and digest realm.
+    domain: str = "dialbridge.invalid"
+    #: Registrar / digest accounts: user name → password.
+    users: Mapping[str, str] = field(default_factory=dict)
+    trunks: list[Trunk] = field(default_factory=list)
+    timers: TimerSettings = DEFAULT_TIMERS
+    user_agent: str = "dialbridge"
+    min_expires: int = 60
+    max_expires: int = 3600
+    default_expires: int = 600
+    binding_store: BindingStore | None = None
+    flood_rate: float = 50.0
+    flood_burst: float = 200.0
+    #: Reject an incoming INVITE the router has not answered after this long (seconds).
+    unanswered_timeout: float = 180.0
+    #: Client TLS context for outgoing TLS connections (default: system trust).
+    client_ssl: ssl.SSLContext | None = None
+
+
+# ---------------------------------------------------------------------------------------------
+# Events of a dialog, as the application sees them
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class InfoReceived:
+    request: Request
+
+    @property
+    def content_type(self) -> str:
+        return (self.request.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+
+    @property
+    def body(self) -> bytes:
+        return self.request.body
+
+
+@dataclass(frozen=True, eq=False)
+class OfferReceived:
+    """A re-INVITE or UPDATE from the peer. ``answer`` is the SDP we sent back (or None)."""
+
+    request: Request
+    answer: bytes | None
+
+
+@dataclass(frozen=True, eq=False)
+class AckReceived:
+    """The ACK for our 2xx; ``sdp`` is the answer of an offerless INVITE (or None)."""
+
+    request: Request
+
+    @property
+    def sdp(self) -> bytes | None:
+        return self.request.body or None
+
+
+@dataclass(frozen=True, eq=False)
+class ByeReceived:
+    request: Request
+
+
+@dataclass(frozen=True, eq=False)
+class RequestReceived:
+    """Any other in-dialog request (OPTIONS, NOTIFY, ...), already answered."""
+
+    request: Request
+    status: int
+
+
+@dataclass(frozen=True, eq=False)
+class DialogEnded:
+    reason: str
+
+
+DialogEventType = (
+    InfoReceived | OfferReceived | AckReceived | ByeReceived | RequestReceived | DialogEnded
+)
+
+InfoResponder = Callable[[Request], "int | tuple[int, HeaderItems, bytes] | None"]
+OfferResponder = Callable[[Request], "bytes | None"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Pending client requests
+# ---------------------------------------------------------------------------------------------
+
+
+class _Pending:
+    """Responses of one client transaction (and its authenticated retries)."""
+
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[Response] = asyncio.Queue()
+        self.final: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
+        self.challenged = False
+
+    def deliver(self, response: Response, synthetic: bool) -> None:
+        self.queue.put_nowait(response)
+        if response.status >= 200 and not self.final.done():
+            self.final.set_result(response)
+
+
+# ---------------------------------------------------------------------------------------------
+# Dialog handle
+# ---------------------------------------------------------------------------------------------
+
+
+class DialogHandle:
+    """An established (or early, UAS side) dialog. Created by the UA, never by hand."""
+
+    def __init__(self, ua: UserAgent, dialog: Dialog, *, local_sdp: bytes | None,
+                 remote_sdp: bytes | None) -> None:  # fmt: skip
+        self._ua = ua
+        self.dialog = dialog
+        self.local_sdp = local_sdp
+        self.remote_sdp = remote_sdp
+        loop = asyncio.get_running_loop()
+        #: Resolves with the reason once the dialog is over ("bye", "remote bye", ...).
+        self.terminated: asyncio.Future[str] = loop.create_future()
+        #: UAS: resolves with the ACK (its body is the answer to an offer we made in the 2xx).
+        self.acked: asyncio.Future[Request] = loop.create_future()
+        self._events: asyncio.Queue[DialogEventType] = asyncio.Queue()
+        #: Decide the answer to an INFO: a status, (status, headers, body), or None for 200.
+        self.on_info: InfoResponder | None = None
+        #: Produce the SDP for a re-INVITE/UPDATE with (answer) or without (offer) SDP;
+        #: default: our current local SDP.
+        self.on_offer: OfferResponder | None = None
+        dialog.user_data = self
+
+    @property
+    def call_id(self) -> str:
+        return self.dialog.call_id
+
+    @property
+    def flow(self) -> Flow:
+        return self.dialog.flow
+
+    @property
+    def is_terminated(self) -> bool:
+        return self.terminated.done()
+
+    async def info(
+        self, content_type: str, body: bytes | str, headers: HeaderItems = ()
+    ) -> Response:
+        """Send INFO (RFC 6086 legacy style, as Jigasi wants) and wait for its final response."""
+        if isinstance(body, str):
+            body = body.encode()
+        return await self.request("INFO", body=body, content_type=content_type, headers=headers)
+
+    async def request(self, method: str, *, body: bytes = b"", content_type: str | None = None,
+                      headers: HeaderItems = (), credentials: Credentials | None = None) -> Response:  # fmt: skip
+        """Send any in-dialog request and return its final response (408 if it timed out)."""
+        if self.dialog.terminated and method != "BYE":
+            raise CallStateError(f"dialog is over ({self.dialog.end_reason})")
+        request = self.dialog.create_request(
+            method, headers=_items(headers), body=body, content_type=content_type
+        )
+        return await self._ua._send_and_wait(request, self.dialog.flow, self.dialog, credentials)
+
+    async def reinvite(self, sdp: bytes | None, headers: HeaderItems = ()) -> Response:
+        """Send a re-INVITE; on 2xx the remote SDP is updated and the ACK sent."""
+        response = await self.request(
+            "INVITE", body=sdp or b"", content_type="application/sdp" if sdp else None,
+            headers=headers,
+        )  # fmt: skip
+        if 200 <= response.status < 300:
+            if sdp:
+                self.local_sdp = sdp
+            if response.body:
+                self.remote_sdp = response.body
+        return response
+
+    async def bye(self, headers: HeaderItems = ()) -> Response | None:
+        """End the dialog. Returns the BYE's final response, or None if already ended."""
+        if self.dialog.terminated:
+            return None
+        response = await self.request("BYE", headers=headers)
+        self._ua._dialog_ended(self, self.dialog.end_reason or "bye")
+        return response
+
+    async def events(self) -> AsyncIterator[DialogEventType]:
+        """What the peer does in this dialog, ending with :class:`DialogEnded`."""
+        while True:
+            event = await self._events.get()
+            yield event
+            if isinstance(event, DialogEnded):
+                return
+
+    def _push(self, event: DialogEventType) -> None:
+        self._events.put_nowait(event)
+
+    def __repr__(self) -> str:
+        return f"<DialogHandle {self.dialog.call_id} {self.dialog.state.value}>"
+
+
+# ---------------------------------------------------------------------------------------------
+# Outgoing call (UAC INVITE)
+# ---------------------------------------------------------------------------------------------
+
+
+class OutgoingCall:
+    """An INVITE we sent. Iterate :meth:`responses`, await :meth:`answered`, or :meth:`cancel`."""
+
+    def __init__(
+        self, ua: UserAgent, request: Request, flow: Flow, credentials: Credentials | None
+    ):
+        self._ua = ua
+        self.request = request
+        self.flow = flow
+        self.credentials = credentials
+        self.transaction: ClientTransaction | None = None
+        self._pending = _Pending()
+        self._cancel_requested = False
+        #: Set on 2xx.
+        self.dialog: DialogHandle | None = None
+        #: The final response, once there is one.
+        self.final: asyncio.Future[Response] = self._pending.final
+        self.offerless = not request.body
+
+    async def responses(self) -> AsyncIterator[Response]:
+        """Every response (provisional and final, 2xx retransmissions excluded), until final."""
+        while True:
+            response = await self._pending.queue.get()
+            yield response
+            if response.status >= 200:
+                return
+
+    async def answered(self) -> DialogHandle:
+        """Wait for the final response: the dialog on 2xx, else :class:`CallFailed`."""
+        response = await asyncio.shield(self.final)
+        if 200 <= response.status < 300 and self.dialog is not None:
+            return self.dialog
+        raise CallFailed(response)
+
+    async def cancel(self) -> None:
+        """§9.1: CANCEL (sent once a provisional response has come)."""
+        self._cancel_requested = True
+        if self.transaction is not None and not self.final.done():
+            self._ua._cancel(self.transaction)
+
+    async def ack(self, sdp: bytes) -> None:
+        """Offerless INVITE: send the ACK carrying our SDP answer to the offer in the 2xx."""
+        response = self.final.result() if self.final.done() else None
+        if response is None or not 200 <= response.status < 300 or self.transaction is None:
+            raise CallStateError("no 2xx to acknowledge")
+        self._ua._send_ack(self.transaction, response, sdp)
+        if self.dialog is not None:
+            self.dialog.local_sdp = sdp
+            if not self.dialog.acked.done():
+                self.dialog.acked.set_result(self.request)
+
+
+# ---------------------------------------------------------------------------------------------
+# Incoming call (UAS INVITE)
+# ---------------------------------------------------------------------------------------------
+
+
+class IncomingCall:
+    """A new INVITE handed to the router: ring, progress, answer, reject or redirect it."""
+
+    def __init__(self, ua: UserAgent, request: Request, transaction: ServerTransaction,
+                 flow: Flow, *, trunk: Trunk | None, auth_user: str | None,
+                 registered: bool) -> None:  # fmt: skip
+        self._ua = ua
+        self.request = request
+        self.transaction = transaction
+        self.flow = flow
+        #: The trunk the source address belongs to, if any.
+        self.trunk = trunk
+        #: The digest user that authenticated the INVITE, if it was challenged.
+        self.auth_user = auth_user
+        #: True when the INVITE came on a flow of a registered contact (e.g. Jigasi).
+        self.registered = registered
+        self.to_tag = new_tag()
+        self.state = "new"
+        #: Resolves when the caller cancels before we answer.
+        self.cancelled: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.dialog: DialogHandle | None = None
+
+    @property
+    def offer(self) -> bytes | None:
+        return self.request.body or None
+
+    @property
+    def from_addr(self):
+        return self.request.from_addr
+
+    @property
+    def to_addr(self):
+        return self.request.to_addr
+
+    @property
+    def request_uri(self) -> SipUri:
+        return SipUri.parse(self.request.uri)
+
+    async def ring(self, headers: HeaderItems = ()) -> None:
+        self._provisional(180, None, headers)
+
+    async def progress(self, sdp: bytes | None = None, headers: HeaderItems = ()) -> None:
+        self._provisional(183, sdp, headers)
+
+    async def answer(self, sdp: bytes | None, headers: HeaderItems = ()) -> DialogHandle:
+        """200 OK with ``sdp`` (our answer, or our offer for an offerless INVITE)."""
+        self._check_open()
+        response = self._response(200, sdp, headers)
+        handle_box: list[DialogHandle] = []
+        dialog = self._ua._respond(self.transaction, response, handle_box)
+        if dialog is None:
+            raise CallStateError("no dialog was created")
+        handle = dialog.user_data if isinstance(dialog.user_data, DialogHandle) else None
+        if handle is None:
+            handle = DialogHandle(self._ua, dialog, local_sdp=sdp, remote_sdp=self.offer)
+        handle.local_sdp = sdp
+        handle.remote_sdp = self.offer
+        self.dialog = handle
+        self.state = "answered"
+        return handle
+
+    async def reject(self, status: int = 486, reason: str | None = None,
+                     headers: HeaderItems = ()) -> None:  # fmt: skip
+        if not 300 <= status <= 699:
+            raise ValueError("reject needs a 3xx-6xx status")
+        self._check_open()
+        self._ua._respond(self.transaction, self._response(status, None, headers, reason))
+        self.state = "rejected"
+
+    async def redirect(self, contacts: Iterable[str], status: int = 302) -> None:
+        items = [("Contact", c if "<" in c else f"<{c}>") for c in contacts]
+        await self.reject(status, headers=items)
+
+    def _provisional(self, status: int, sdp: bytes | None, headers: HeaderItems) -> None:
+        self._check_open()
+        self._ua._respond(self.transaction, self._response(status, sdp, headers))
+        self.state = "ringing"
+
+    def _response(self, status: int, sdp: bytes | None, headers: HeaderItems,
+                  reason: str | None = None) -> Response:  # fmt: skip
+        response = make_response(self.request, status, reason, to_tag=self.to_tag)
+        if status < 300:
+            response.headers.add("Contact", self._ua._contact_for(self.flow))
+            response.headers.add("Allow", ALLOW)
+        response.headers.add("User-Agent", self._ua.config.user_agent)
+        for name, value in _items(headers):
+            response.headers.add(name, value)
+        if sdp:
+            response.body = sdp
+            response.headers.set("Content-Type", "application/sdp")
+        return response
+
+    def _check_open(self) -> None:
+        if self.cancelled.done():
+            raise CallStateError("the caller cancelled")
+        if self.state in ("answered", "rejected"):
+            raise CallStateError(f"call already {self.state}")
+
+
+Router = Callable[[IncomingCall], Awaitable[None]]
+
+
+# ---------------------------------------------------------------------------------------------
+# The user agent
+# ---------------------------------------------------------------------------------------------
+
+
+class UserAgent:
+    def __init__(self, config: UserAgentConfig, *, router: Router | None = None,
+                 authenticator: Authenticator | None = None) -> None:  # fmt: skip
+        self.config = config
+        self.router = router
+        self.core = DialogLayer(config.timers)
+        self.location = LocationService(config.binding_store)
+        if authenticator is None and config.users:
+            authenticator = DigestAuthenticator(config.domain, dict(config.users))
+        self.authenticator = authenticator
+        self.registrar = Registrar(
+            self.location,
+            authenticator,
+            min_expires=config.min_expires,
+            max_expires=config.max_expires,
+            default_expires=config.default_expires,
+        )
+        self.policy = EdgePolicy(
+            trunks=list(config.trunks),
+            flood_rate=config.flood_rate,
+            flood_burst=config.flood_burst,
+            digest_enabled=authenticator is not None,
+        )
+        self.transports = SipTransports(
+            self, advertised_host=config.advertised_host, client_ssl=config.client_ssl
+        )
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._tasks: set[asyncio.Task] = set()
+        self._incoming: dict[ServerTransaction, IncomingCall] = {}
+        self._handles: set[DialogHandle] = set()
+        self._cseq = itertools.count(1)
+        self.local_addresses: dict[str, tuple[str, int]] = {}
+        # Registrars we registered with: their requests are trusted.
+        self._upstreams: set[tuple[str, int]] = set()
+
+    # -- life cycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        for host, port in self.config.udp:
+            self.local_addresses.setdefault("udp", await self.transports.listen("udp", host, port))
+        for host, port in self.config.tcp:
+            self.local_addresses.setdefault("tcp", await self.transports.listen("tcp", host, port))
+        if self.config.tls:
+            if not (self.config.tls_cert and self.config.tls_key):
+                raise ValueError("TLS listeners need tls_cert and tls_key")
+            context = server_ssl_context(self.config.tls_cert, self.config.tls_key)
+            for host, port in self.config.tls:
+                local = await self.transports.listen("tls", host, port, context)
+                self.local_addresses.setdefault("tls", local)
+
+    async def close(self) -> None:
+        for handle in list(self._handles):
+            if not handle.is_terminated:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(handle.bye(), 1.0)
+        if self._timer is not None:
+            self._timer.cancel()
+        for task in list(self._tasks):
+            task.cancel()
+        await self.transports.close()
+
+    async def __aenter__(self) -> UserAgent:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- outgoing -----------------------------------------------------------------------------
+
+    async def invite(self, target: str, *, sdp: bytes | None = None, headers: HeaderItems = (),
+                     from_: str | None = None, to: str | None = None,
+                     via_flow: Flow | None = None,
+                     credentials: Credentials | None = None) -> OutgoingCall:  # fmt: skip
+        """Send an INVITE to ``target`` (a SIP URI). ``via_flow`` forces the flow — pass
+        ``ua.location.lookup(aor)[0].flow`` to reach a registered UA the way it expects."""
+        flow = via_flow or await self._flow_for(target)
+        request = build_request(
+            "INVITE",
+            target,
+            from_=from_ or f"<sip:dialbridge@{self.config.domain}>",
+            to=to,
+            contact=self._contact_for(flow),
+            cseq=next(self._cseq),
+            headers=[("Allow", ALLOW), ("User-Agent", self.config.user_agent), *_items(headers)],
+            body=sdp or b"",
+            content_type="application/sdp" if sdp else None,
+        )
+        call = OutgoingCall(self, request, flow, credentials)
+        self._start_invite(call, request)
+        return call
+
+    async def request(self, method: str, target: str, *, headers: HeaderItems = (),
+                      body: bytes = b"", content_type: str | None = None,
+                      from_: str | None = None, to: str | None = None,
+                      via_flow: Flow | None = None,
+                      credentials: Credentials | None = None) -> Response:  # fmt: skip
+        """An out-of-dialog request (OPTIONS, MESSAGE, REGISTER to a trunk...)."""
+        flow = via_flow or await self._flow_for(target)
+        request = build_request(
+            method,
+            target,
+            from_=from_ or f"<sip:dialbridge@{self.config.domain}>",
+            to=to,
+            contact=self._contact_for(flow) if method == "REGISTER" else None,
+            cseq=next(self._cseq),
+            headers=[("User-Agent", self.config.user_agent), *_items(headers)],
+            body=body,
+            content_type=content_type,
+        )
+        return await self._send_and_wait(request, flow, None, credentials)
+
+    async def register(self, registrar: str, aor: str, *, credentials: Credentials | None,
+                       expires: int = 600, via_flow: Flow | None = None) -> Response:  # fmt: skip
+        """One REGISTER to a trunk's registrar (no refresh loop: call again before expiry).
+
+        On 200, requests arriving from that registrar's address are trusted like a trunk's
+        (the registrar is our proxy, as Jigasi treats us)."""
+        flow = via_flow or await self._flow_for(registrar)
+        response = await self.request(
+            "REGISTER", registrar, from_=f"<{aor}>", to=f"<{aor}>",
+            headers=[("Expires", str(expires))], via_flow=flow, credentials=credentials,
+        )  # fmt: skip
+        if 200 <= response.status < 300:
+            if expires > 0:
+                self._upstreams.add(flow.remote)
+            else:
+                self._upstreams.discard(flow.remote)
+        return response
+
+    # -- transport callbacks (TransportUser) --------------------------------------------------
+
+    def message_received(self, message: Request | Response, flow: Flow) -> None:
+        now = self._now()
+        if isinstance(message, Request):
+            dropped = self.policy.admit(message, flow.remote[0], now)
+            if dropped is not None:
+                log.info("dropped %s from %s: %s", message.method, flow, dropped.why)
+                return
+        self.core.receive(message, flow, now)
+        self._service()
+
+    def flow_closed(self, flow: Flow) -> None:
+        self.location.flow_closed(flow)
+        self.core.transactions.flow_failed(flow, self._now())
+        self._service()
+
+    # -- the service loop ---------------------------------------------------------------------
+
+    def _now(self) -> float:
+        loop = self._loop or asyncio.get_running_loop()
+        return loop.time()
+
+    def _service(self) -> None:
+        for _ in range(1000):  # bounded: each round drains what the previous produced
+            orders = self.core.messages_to_send()
+            for order in orders:
+                try:
+                    self.transports.send(order.message, order.flow)
+                except TransportError as exc:
+                    log.info("send failed on %s: %s", order.flow, exc)
+                    self.core.transactions.flow_failed(order.flow, self._now())
+            events = []
+            while (event := self.core.next_event()) is not None:
+                events.append(event)
+            for event in events:
+                try:
+                    self._dispatch(event)
+                except Exception:  # noqa: BLE001 - one bad event must not stop the others
+                    log.exception("error handling %s", type(event).__name__)
+            if not orders and not events:
+                break
+        self._arm_timer()
+
+    def _arm_timer(self) -> None:
+        deadline = self.core.get_timer()
+        if deadline == self._timer_at:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._timer_at = deadline
+        if deadline is not None:
+            loop = self._loop or asyncio.get_running_loop()
+            self._timer = loop.call_at(deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        self.core.handle_timer(self._now())
+        self._service()
+
+    def _dispatch(self, event: object) -> None:
+        if isinstance(event, ResponseToRequest):
+            self._on_response(event)
+        elif isinstance(event, IncomingRequest):
+            self._on_incoming_request(event)
+        elif isinstance(event, InDialogRequest):
+            self._on_in_dialog_request(event)
+        elif isinstance(event, DialogAckReceived):
+            handle = event.dialog.user_data
+            if isinstance(handle, DialogHandle):
+                if (
+                    event.request.body
+                    and handle.local_sdp
+                    and not handle.remote_sdp
+                    or event.request.body
+                ):
+                    handle.remote_sdp = event.request.body
+                if not handle.acked.done():
+                    handle.acked.set_result(event.request)
+                handle._push(AckReceived(event.request))
+        elif isinstance(event, DialogTerminated):
+            handle = event.dialog.user_data
+            if isinstance(handle, DialogHandle):
+                self._dialog_ended(handle, event.reason)
+        elif isinstance(event, InviteCancelled):
+            call = self._incoming.pop(event.transaction, None)
+            if call is not None:
+                call.state = "cancelled"
+                if not call.cancelled.done():
+                    call.cancelled.set_result(None)
+
+    # -- client side --------------------------------------------------------------------------
+
+    def _start_invite(self, call: OutgoingCall, request: Request) -> None:
+        transaction = self.core.send_request(request, call.flow, self._now())
+        transaction.user_data = call
+        call.transaction = transaction
+        self._service()
+        if call._cancel_requested:
+            self._cancel(transaction)
+
+    def _cancel(self, transaction: ClientTransaction) -> None:
+        self.core.cancel(transaction, self._now())
+        self._service()
+
+    def _send_ack(self, transaction: ClientTransaction, response: Response, sdp: bytes) -> None:
+        self.core.send_ack(transaction, response, sdp, self._now(), "application/sdp")
+        self._service()
+
+    async def _send_and_wait(self, request: Request, flow: Flow, dialog: Dialog | None,
+                             credentials: Credentials | None) -> Response:  # fmt: skip
+        pending = _Pending()
+        self._send_pending(request, flow, dialog, pending)
+        while True:
+            response = await asyncio.shield(pending.final)
+            if response.status in (401, 407) and credentials and not pending.challenged:
+                pending.challenged = True
+                retry = self._authorized_retry(request, response, credentials, dialog)
+                if retry is not None:
+                    request = retry
+                    pending.final = asyncio.get_running_loop().create_future()
+                    self._send_pending(request, flow, dialog, pending)
+                    continue
+            return response
+
+    def _send_pending(self, request: Request, flow: Flow, dialog: Dialog | None,
+                      pending: _Pending) -> None:  # fmt: skip
+        transaction = self.core.send_request(request, flow, self._now(), dialog=dialog)
+        transaction.user_data = pending
+        self._service()
+
+    def _authorized_retry(self, request: Request, challenge: Response, credentials: Credentials,
+                          dialog: Dialog | None) -> Request | None:  # fmt: skip
+        """§22.2: the same request again, new CSeq and branch, with credentials."""
+        header = _authorization(request, challenge, credentials)
+        if header is None:
+            return None
+        if dialog is not None:
+            retry = dialog.create_request(
+                request.method,
+                headers=[(n, v) for n, v in request.headers.items() if n in _CARRIED_HEADERS],
+                body=request.body,
+                content_type=request.headers.get("Content-Type"),
+            )
+        else:
+            retry = Request(request.method, request.uri, request.headers.copy(), request.body)
+            retry.headers.remove("Via")
+            retry.headers.set("CSeq", f"{next(self._cseq) + request.cseq[0]} {request.method}")
+        retry.headers.remove("Authorization")
+        retry.headers.remove("Proxy-Authorization")
+        retry.headers.add(*header)
+        return retry
+
+    def _on_response(self, event: ResponseToRequest) -> None:
+        owner = event.transaction.user_data
+        if isinstance(owner, _Pending):
+            owner.deliver(event.response, event.synthetic)
+            return
+        if not isinstance(owner, OutgoingCall):
+            return
+        call = owner
+        response = event.response
+        status = response.status
+        if status in (401, 407) and call.credentials and not call._pending.challenged:
+            retry = self._authorized_retry(call.request, response, call.credentials, None)
+            if retry is not None:
+                call._pending.challenged = True
+                call._pending.queue.put_nowait(response)  # visible, but not final
+                call.request = retry
+                self._start_invite(call, retry)
+                return
+        if 200 <= status < 300 and event.dialog is not None and call.dialog is None:
+            handle = DialogHandle(
+                self, event.dialog, local_sdp=call.request.body or None,
+                remote_sdp=response.body or None,
+            )  # fmt: skip
+            self._handles.add(handle)
+            call.dialog = handle
+            if not call.offerless:
+                handle.acked.set_result(call.request)
+        call._pending.deliver(response, event.synthetic)
+
+    # -- server side --------------------------------------------------------------------------
+
+    def _respond(self, transaction: ServerTransaction, response: Response,
+                 _box: list | None = None) -> Dialog | None:  # fmt: skip
+        try:
+            dialog = self.core.respond(transaction, response, self._now())
+        except TransactionError as exc:
+            raise CallStateError(str(exc)) from exc
+        if response.status >= 200:
+            self._incoming.pop(transaction, None)
+        if dialog is not None and 200 <= response.status < 300 and dialog.user_data is None:
+            handle = DialogHandle(self, dialog, local_sdp=response.body or None, remote_sdp=None)
+            self._handles.add(handle)
+        self._service()
+        return dialog
+
+    def _answer(self, transaction: ServerTransaction, status: int, *,
+                headers: HeaderItems = (), body: bytes = b"", content_type: str | None = None,
+                reason: str | None = None) -> None:  # fmt: skip
+        response = make_response(transaction.request, status, reason, to_tag=new_tag())
+        for name, value in _items(headers):
+            response.headers.add(name, value)
+        if body:
+            response.body = body
+            response.headers.set("Content-Type", content_type or "application/sdp")
+        try:
+            self.core.respond(transaction, response, self._now())
+        except TransactionError as exc:
+            log.warning("could not answer %s: %s", transaction, exc)
+
+    def _on_incoming_request(self, event: IncomingRequest) -> None:
+        request, transaction, flow = event.request, event.transaction, event.flow
+        if request.method == "REGISTER":
+            response = self.registrar.handle(request, flow, time.time())
+            self.core.respond(transaction, response, self._now())
+            return
+        registered = self.location.is_registered_flow(flow)
+        known = registered or flow.remote in self._upstreams
+        decision = self.policy.classify(request, flow.remote[0], known_source=known)
+        auth_user = None
+        if decision.verdict is Verdict.CHALLENGE:
+            assert self.authenticator is not None
+            outcome = self.authenticator.authenticate(request, time.time())
+            if not outcome.ok:
+                if outcome.status == 403:
+                    self._answer(transaction, 403)
+                else:
+                    self._answer(transaction, outcome.status, headers=outcome.headers)
+                return
+            auth_user = outcome.user
+        elif decision.verdict is Verdict.FORBID:
+            log.info("403 to %s from %s: %s", request.method, flow, decision.why)
+            self._answer(transaction, 403)
+            return
+        elif decision.verdict is Verdict.DROP:
+            return
+        trunk = decision.trunk
+        if trunk is None and auth_user is not None:
+            trunk = self.policy.trunk_for_digest_user(auth_user)
+        if request.method == "OPTIONS":
+            self._answer(
+                transaction, 200,
+                headers=[("Allow", ALLOW), ("Accept", "application/sdp"),
+                         ("User-Agent", self.config.user_agent)],
+            )  # fmt: skip
+        elif request.method == "INVITE":
+            call = IncomingCall(
+                self, request, transaction, flow,
+                trunk=trunk, auth_user=auth_user, registered=registered,
+            )  # fmt: skip
+            self._incoming[transaction] = call
+            self._route(call)
+        elif request.method in ("BYE", "INFO", "UPDATE", "ACK"):
+            self._answer(transaction, 481)
+        else:
+            self._answer(transaction, 405, headers=[("Allow", ALLOW)])
+
+    def _route(self, call: IncomingCall) -> None:
+        if self.router is None:
+            self._answer(call.transaction, 480)
+            self._incoming.pop(call.transaction, None)
+            return
+        loop = asyncio.get_running_loop()
+        task = loop.create_task(self._run_router(call))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        # The router owns the call, but an INVITE must not stay unanswered for ever.
+        loop.call_later(self.config.unanswered_timeout, self._give_up_unanswered, call)
+
+    async def _run_router(self, call: IncomingCall) -> None:
+        assert self.router is not None
+        try:
+            await self.router(call)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - a broken router must still answer the caller
+            log.exception("router failed on INVITE %s", call.request.call_id)
+            if call.state in ("new", "ringing") and not call.cancelled.done():
+                with contextlib.suppress(CallStateError):
+                    await call.reject(500)
+
+    def _give_up_unanswered(self, call: IncomingCall) -> None:
+        if call.state in ("new", "ringing") and not call.cancelled.done():
+            log.info("INVITE %s unanswered after %.0fs: 480", call.request.call_id,
+                     self.config.unanswered_timeout)  # fmt: skip
+            with contextlib.suppress(CallStateError):
+                self._respond(call.transaction, call._response(480, None, ()))
+                call.state = "rejected"
+
+    def _on_in_dialog_request(self, event: InDialogRequest) -> None:
+        request, transaction, dialog = event.request, event.transaction, event.dialog
+        handle = dialog.user_data if isinstance(dialog.user_data, DialogHandle) else None
+        method = request.method
+        if method == "BYE":
+            self._answer_in_dialog(transaction, 200)
+            if handle is not None:
+                handle._push(ByeReceived(request))
+                self._dialog_ended(handle, "remote bye")
+        elif method == "INFO":
+            status, headers, body = 200, (), b""
+            if handle is not None and handle.on_info is not None:
+                try:
+                    decided = handle.on_info(request)
+                except Exception:  # noqa: BLE001 - the peer must still get its answer
+                    log.exception("on_info failed")
+                    decided = None
+                if isinstance(decided, int):
+                    status = decided
+                elif isinstance(decided, tuple):
+                    status, headers, body = decided
+            self._answer_in_dialog(transaction, status, headers=headers, body=body,
+                                   content_type=None if not body else "application/json")  # fmt: skip
+            if handle is not None:
+                handle._push(InfoReceived(request))
+        elif method in ("INVITE", "UPDATE"):
+            answer = None
+            if handle is not None:
+                if request.body:
+                    handle.remote_sdp = request.body
+                try:
+                    answer = handle.on_offer(request) if handle.on_offer else handle.local_sdp
+                except Exception:  # noqa: BLE001
+                    log.exception("on_offer failed")
+                    answer = None
+                if answer is None and request.body:
+                    self._answer_in_dialog(transaction, 488)
+                    return
+            if not request.body and method == "UPDATE":
+                answer = None  # an UPDATE without an offer gets no SDP (RFC 3311 §5.2)
+            self._answer_in_dialog(
+                transaction, 200, body=answer or b"", content_type="application/sdp",
+                headers=[("Contact", self._contact_for(dialog.flow)), ("Allow", ALLOW)],
+            )  # fmt: skip
+            if handle is not None:
+                if answer:
+                    handle.local_sdp = answer
+                handle._push(OfferReceived(request, answer))
+        elif method == "OPTIONS":
+            self._answer_in_dialog(transaction, 200, headers=[("Allow", ALLOW)])
+            if handle is not None:
+                handle._push(RequestReceived(request, 200))
+        else:
+            self._answer_in_dialog(transaction, 405, headers=[("Allow", ALLOW)])
+            if handle is not None:
+                handle._push(RequestReceived(request, 405))
+
+    def _answer_in_dialog(self, transaction: ServerTransaction, status: int, *,
+                          headers: HeaderItems = (), body: bytes = b"",
+                          content_type: str | None = None) -> None:  # fmt: skip
+        response = make_response(transaction.request, status)
+        for name, value in _items(headers):
+            response.headers.add(name, value)
+        if body:
+            response.body = body
+            response.headers.set("Content-Type", content_type or "application/sdp")
+        try:
+            self.core.respond(transaction, response, self._now())
+        except TransactionError as exc:
+            log.warning("could not answer in-dialog %s: %s", transaction, exc)
+
+    def _dialog_ended(self, handle: DialogHandle, reason: str) -> None:
+        if handle.terminated.done():
+            return
+        handle.terminated.set_result(reason)
+        if not handle.acked.done():
+            handle.acked.cancel()
+        handle._push(DialogEnded(reason))
+        self._handles.discard(handle)
+
+    # -- addressing ---------------------------------------------------------------------------
+
+    def _contact_for(self, flow: Flow) -> str:
+        host, port = flow.local
+        if ":" in host:
+            host = f"[{host}]"
+        transport = "" if flow.transport == "udp" else f";transport={flow.transport}"
+        return f"<sip:dialbridge@{host}:{port}{transport}>"
+
+    async def _flow_for(self, target: str) -> Flow:
+        uri = SipUri.parse(target)
+        kind = uri.transport or ("tls" if uri.scheme == "sips" else "udp")
+        if kind not in DEFAULT_PORTS:
+            raise SipError(f"unsupported transport {kind!r}")
+        port = uri.port or DEFAULT_PORTS[kind]
+        try:
+            return await self.transports.flow_to(kind, (uri.host, port))
+        except (TransportError, OSError) as exc:
+            raise SipError(str(exc)) from exc
+
+
+# Headers copied onto an authenticated in-dialog retry.
+_CARRIED_HEADERS = frozenset({"Content-Type", "Reason", "Event", "Info-Package", "User-Agent"})
+
+
+def _items(headers: HeaderItems) -> list[tuple[str, str]]:
+    if isinstance(headers, Mapping):
+        return [(str(k), str(v)) for k, v in headers.items()]
+    return [(str(k), str(v)) for k, v in headers]
+
+
+# ---------------------------------------------------------------------------------------------
+# Digest glue (dialbridge.sip.auth)
+# ---------------------------------------------------------------------------------------------
+
+
+def _authorization(request: Request, challenge: Response,
+                   credentials: Credentials) -> tuple[str, str] | None:  # fmt: skip
+    """§22.2: the Authorization/Proxy-Authorization answering a 401/407, or None if we cannot."""
+    name = "Proxy-Authenticate" if challenge.status == 407 else "WWW-Authenticate"
+    client = DigestClient(credentials.username, credentials.password)
+    try:
+        return client.answer(
+            challenge.status, challenge.headers.get_all(name),
+            method=request.method, uri=request.uri, body=request.body,
+        )  # fmt: skip
+    except AuthParseError:
+        return None
+
+
+__all__ = [
+    "AckReceived",
+    "AuthOutcome",
+    "ByeReceived",
+    "CallFailed",
+    "CallStateError",
+    "Credentials",
+    "DialogEnded",
+    "DialogHandle",
+    "IncomingCall",
+    "InfoReceived",
+    "OfferReceived",
+    "OutgoingCall",
+    "RequestReceived",
+    "SipError",
+    "UserAgent",
+    "UserAgentConfig",
+]
