@@ -20,10 +20,11 @@ be told apart:
 Depth adapts. Every packet's *margin* (how many frames before its playout slot it arrived) is
 recorded; once per adaptation window (50 pops = 1 s) the smallest margin is compared with the
 target depth, which follows the RFC 3550 §6.4.1 / A.8 interarrival jitter estimate, clamped to
-``[min_delay, max_delay]``. Too much margin → one frame is dropped; a late packet (negative
-margin) → one concealment frame is inserted without advancing playout. At most one frame is
-dropped or inserted per window, which also absorbs clock skew between the sender's sampling
-clock and our tick (±2 % at most), so playout never drifts.
+``[min_delay, max_delay]`` and sets the initial depth. A late packet (negative margin) →
+as many concealment frames as it was late are inserted without advancing playout; two spare
+frames above the target → one frame is dropped. Adjustments wait (up to 1 s) for a quiet
+frame, where a time warp is not audible. The same mechanism absorbs clock skew between the
+sender's sampling clock and our tick, so playout never drifts.
 
 Three late packets in a row mean the whole stream is behind playout (a sender clock much
 slower than ours, a step in network delay): playout is moved back at once instead.
@@ -52,6 +53,8 @@ ADAPT_WINDOW = 50  # pops per adaptation window (1 s)
 RESYNC_FRAMES = 100
 # This many late packets in a row mean playout is ahead of the stream: move it back at once.
 LATE_RUN_REANCHOR = 3
+MAX_ADJUST_WAIT = 50  # pops an adjustment may wait for a quiet frame
+QUIET_PEAK = 600  # |sample| below this (about -35 dBFS peak) counts as a pause
 SILENCE_LEVEL = 127  # RFC 6464: -127 dBov, "muted"
 
 
@@ -104,7 +107,7 @@ class JitterBuffer:
         clock_rate: int,
         frame_samples: int,
         pcm_samples: int = 160,
-        min_delay: float = 0.040,
+        min_delay: float = 0.060,
         max_delay: float = 0.300,
         max_plc_frames: int = 5,
     ) -> None:
@@ -138,6 +141,8 @@ class JitterBuffer:
         self._window_margin: float | None = None
         self._pending = 0  # +1 drop one frame, -1 insert one frame
         self._late_run = 0
+        self._pending_age = 0
+        self._last_frame: Frame | None = None
 
     @property
     def target_frames(self) -> int:
@@ -244,12 +249,12 @@ class JitterBuffer:
         if self._window_pops >= ADAPT_WINDOW:
             self._adapt()
 
-        if self._pending < 0:  # insert: conceal once without advancing playout
-            self._pending = 0
-            self.stats.inserted_for_depth += 1
-            return self._conceal_or_silence(decode, None)
-        if self._pending > 0:  # drop: skip one frame of the timeline
-            self._pending = 0
+        if self._pending and self._adjust_now(decode):
+            if self._pending < 0:  # insert: conceal once without advancing playout
+                self._pending += 1
+                self.stats.inserted_for_depth += 1
+                return self._remember(self._conceal_or_silence(decode, None))
+            self._pending = 0  # drop: skip one frame of the timeline
             self.stats.dropped_for_depth += 1
             dropped = self._frames.pop(self._playout, None)
             if dropped is not None:
@@ -265,7 +270,7 @@ class JitterBuffer:
             self._plc_run = 0
             self.stats.played += 1
             pcm = self._decode(payload) if decode else None
-            return Frame(FrameKind.AUDIO, pcm, level)
+            return self._remember(Frame(FrameKind.AUDIO, pcm, level))
 
         following = self._frames.get(ts + self.spf)
         if following is not None or self._frames:
@@ -276,7 +281,29 @@ class JitterBuffer:
                 self._plc_run = 0
                 self.stats.silent += 1
                 return Frame(FrameKind.SILENCE, self._silence if decode else None)
-        return self._conceal_or_silence(decode, following[1] if following is not None else None)
+        return self._remember(
+            self._conceal_or_silence(decode, following[1] if following is not None else None)
+        )
+
+    def _remember(self, frame: Frame) -> Frame:
+        self._last_frame = frame
+        return frame
+
+    def _adjust_now(self, decode: bool) -> bool:
+        """Drop or insert only after a quiet frame (where a time warp is not heard), unless
+        the adjustment has waited too long or the stream is not being listened to."""
+        self._pending_age += 1
+        if not decode or self._pending_age > MAX_ADJUST_WAIT:
+            self._pending_age = 0
+            return True
+        last = self._last_frame
+        if last is None or last.kind is not FrameKind.AUDIO or last.pcm is None:
+            self._pending_age = 0
+            return True
+        if int(np.abs(last.pcm).max()) < QUIET_PEAK:
+            self._pending_age = 0
+            return True
+        return False
 
     def _conceal_or_silence(self, decode: bool, next_payload: bytes | None) -> Frame:
         if self._plc_run < self.max_plc_frames and self._last_played_seq is not None:
@@ -323,7 +350,9 @@ class JitterBuffer:
             return
         target = self.target_frames
         # In steady state a packet arrives target-1 frames before its slot (see _start).
-        if margin >= target:
+        # Grow only when a packet actually came too late (it was concealed), by as much as it
+        # was late; shrink by one frame when even the latest packet had two frames to spare.
+        if margin < 0:
+            self._pending = -min(self.max_frames, math.ceil(-margin))
+        elif margin >= target + 1:
             self._pending = 1
-        elif margin < target - 2:
-            self._pending = -1

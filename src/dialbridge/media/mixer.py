@@ -76,7 +76,7 @@ class Mixer:
         pcm_samples: int = 160,
         max_streams: int = 3,
         stream_timeout: float = 5.0,
-        min_delay: float = 0.040,
+        min_delay: float = 0.060,
         max_delay: float = 0.300,
     ) -> None:
         self.decoder_factory = decoder_factory
