@@ -230,9 +230,13 @@ class MediaEngine:
         port_high: int = 20000,
         rtcp_mux: bool = False,
         media_timeout: float = 30.0,
+        rtcp_interval: float = 5.0,
+        session_options: dict | None = None,
         loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
         self.host = host
+        self.rtcp_interval = rtcp_interval
+        self.session_options = session_options or {}
         self.ports = PortAllocator(port_low, port_high, rtcp_mux=rtcp_mux)
         self.media_timeout = media_timeout
         self.loop = loop or asyncio.get_running_loop()
@@ -292,6 +296,8 @@ class MediaEngine:
                 now=self.loop.time(),
                 wallclock_offset=self._wall_offset,
                 media_timeout=leg.media_timeout,
+                rtcp_interval=self.rtcp_interval,
+                **self.session_options,
             )
             leg.rtp.session = leg.core
             if leg.rtcp is not None:
