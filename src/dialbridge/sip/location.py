@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Protocol
@@ -123,6 +124,8 @@ class LocationService:
         self.store: BindingStore = store if store is not None else MemoryBindingStore()
         self._bindings: dict[str, list[Binding]] = {}
         self._flows: dict[str, Flow] = {}
+        #: Called with (aor, current bindings) after every REGISTER that changed something.
+        self.on_update: Callable[[str, list[Binding]], None] | None = None
         for binding in self.store.load():
             self._bindings.setdefault(binding.aor, []).append(binding)
 
@@ -143,6 +146,8 @@ class LocationService:
         if flow is not None:
             self._flows[flow.key] = flow
         self._persist(now)
+        if self.on_update is not None:
+            self.on_update(aor, list(live))
 
     def _persist(self, now: float) -> None:
         everything = [b for group in self._bindings.values() for b in group if b.expires_at > now]
