@@ -477,7 +477,9 @@ class SipUri:
         out.append(_format_host(self.host))
         if self.port is not None:
             out.append(f":{self.port}")
-        out.append(_format_params(self.params))
+        # uri-parameter values are never quoted-strings (RFC 3261 §25.1): written as held.
+        for name, value in self.params.items():
+            out.append(f";{name}" if value is None else f";{name}={value}")
         if self.headers:
             out.append("?" + "&".join(f"{k}={v}" for k, v in self.headers.items()))
         return "".join(out)
