@@ -155,8 +155,8 @@ async def test_info_overlap_scenario_against_its_mirror(sipp_binary, peer_dir):
     assert client_result.returncode == 0, client_result.explain()
     assert client_result.flow() == [
         ">INVITE", "<200 INVITE", ">ACK",
-        ">INFO", "<INFO", "<200 INFO", ">200 INFO",
-        "<INFO", ">INFO", "<200 INFO", ">200 INFO",
+        ">INFO", "<200 INFO", "<INFO",
+        ">INFO", "<200 INFO", ">200 INFO",
         ">BYE", "<200 BYE",
     ]  # fmt: skip
     assert server_result.returncode == 0, server_result.explain()

@@ -243,6 +243,9 @@ class Sipp:
             args += ["-s", self.service]
         if self.auth:
             args += ["-au", self.auth[0], "-ap", self.auth[1]]
+            if self.target and self.target != self.remote:
+                # SIPp's digest uri defaults to remote_ip:remote_port, the tunnel's address here
+                args += ["-auth_uri", self.target]
         if self.rate is not None:
             args += ["-r", f"{self.rate:g}"]
         if self.rate_period_ms is not None:
