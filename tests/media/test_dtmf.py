@@ -68,10 +68,14 @@ def events_of(kind, events):
     return [e for e in events if isinstance(e, kind)]
 
 
+def te_packet(ts, payload, marker=False, seq=0):
+    return RtpPacket(101, seq & 0xFFFF, ts & 0xFFFFFFFF, 0x1234, payload, marker)
+
+
 def feed(rx, packets, t0=0.0, step=0.02):
     out = []
     for i, (ts, payload, marker) in enumerate(packets):
-        out += rx.receive(ts, payload, marker, t0 + i * step)
+        out += rx.receive(te_packet(ts, payload, marker, i), t0 + i * step)
     return out
 
 
@@ -103,16 +107,16 @@ def read_pcap_rtp(path: Path) -> list[RtpPacket]:
 @pytest.mark.skipif(not SIPP_PCAPS.is_dir(), reason="Debian sip-tester pcaps not installed")
 @pytest.mark.parametrize(("name", "digit"), [("1", "1"), ("pound", "#"), ("star", "*"), ("0", "0")])
 def test_sipp_capture_gives_exactly_one_digit(name, digit):
-    rx = Rfc4733Receiver()
+    rx = Rfc4733Receiver(report_start=True)
     out = []
     for i, p in enumerate(read_pcap_rtp(SIPP_PCAPS / f"dtmf_2833_{name}.pcap")):
-        out += rx.receive_packet(p, now=i * 0.02)
+        out += rx.receive(p, now=i * 0.02)
     assert out == [DigitStarted(digit, "rfc4733"), DigitEvent(digit, 280, "rfc4733", "end")]
     assert rx.get_timer() is None
 
 
 def test_three_end_packets_give_one_digit():
-    rx = Rfc4733Receiver()
+    rx = Rfc4733Receiver(report_start=True)
     out = feed(rx, digit_packets(5, 1000, [160, 320, 480]))
     assert events_of(DigitEvent, out) == [DigitEvent("5", 80, "rfc4733", "end")]
     assert events_of(DigitStarted, out) == [DigitStarted("5", "rfc4733")]
@@ -142,7 +146,7 @@ def test_all_end_packets_lost_ends_the_digit_on_timeout():
     assert rx.get_timer() is None
     # late end packets of that event do not produce a second digit
     late = TelephoneEvent(9, True, 10, 800).serialize()
-    assert rx.receive(800, late, False, deadline + 0.01) == []
+    assert rx.receive(te_packet(800, late), deadline + 0.01) == []
 
 
 def test_a_new_event_ends_the_previous_one_whose_end_was_lost():
@@ -168,13 +172,13 @@ def test_stale_packet_of_an_older_event_is_ignored():
     rx = Rfc4733Receiver()
     feed(rx, digit_packets(1, 1000, [160]))
     feed(rx, [(3000, TelephoneEvent(2, False, 10, 160).serialize(), True)], t0=1.0)
-    assert rx.receive(500, TelephoneEvent(8, False, 10, 160).serialize(), False, 1.1) == []
+    assert rx.receive(te_packet(500, TelephoneEvent(8, False, 10, 160).serialize()), 1.1) == []
 
 
 def test_long_event_segments_are_joined_into_one_digit():
     # §2.5.1.3: after 0xFFFF units (8.2 s at 8 kHz) the sender starts a new segment whose
     # timestamp is the old timestamp plus the old duration, without the marker bit.
-    rx = Rfc4733Receiver()
+    rx = Rfc4733Receiver(report_start=True)
     ts0 = 0xFFFF0000
     first = [
         (ts0, TelephoneEvent(0, False, 10, d).serialize(), d == 160)
@@ -189,6 +193,12 @@ def test_long_event_segments_are_joined_into_one_digit():
     assert events_of(DigitEvent, out) == [
         DigitEvent("0", round((0xFFFF + 1600) / 8), "rfc4733", "end")
     ]
+
+
+def test_digit_started_is_only_reported_on_request():
+    plain = feed(Rfc4733Receiver(), digit_packets(5, 0, [160, 320]))
+    assert plain == [DigitEvent("5", 60, "rfc4733", "end")]
+    assert plain[0].duration == pytest.approx(0.06)
 
 
 def test_non_dtmf_events_produce_no_digits():
@@ -239,7 +249,7 @@ def test_sender_output_is_understood_by_the_receiver():
     for i in range(60):
         p = tx.next_packet(i * 160)
         if p is not None:
-            digits += events_of(DigitEvent, rx.receive(p.timestamp, p.payload, p.marker, i * 0.02))
+            digits += rx.receive(te_packet(p.timestamp, p.payload, p.marker, i), i * 0.02)
     assert [(d.digit, d.duration_ms) for d in digits] == [("*", 120), ("0", 120), ("#", 120)]
 
 
@@ -252,7 +262,7 @@ def test_sender_splits_a_long_event_into_segments_the_receiver_joins():
         if p is not None:
             timestamps.add(p.timestamp)
             assert TelephoneEvent.parse(p.payload).duration <= 0xFFFF
-            out += rx.receive(p.timestamp, p.payload, p.marker, i * 0.02)
+            out += rx.receive(te_packet(p.timestamp, p.payload, p.marker, i), i * 0.02)
     assert len(timestamps) == 3
     assert events_of(DigitEvent, out) == [DigitEvent("9", 3000, "rfc4733", "end")]
 

@@ -72,7 +72,7 @@ def digit_train(
 
 
 def detect(pcm: np.ndarray, detector: InbandDtmfDetector | None = None):
-    det = detector or InbandDtmfDetector()
+    det = detector or InbandDtmfDetector(report_start=True)
     pcm = pcm[: len(pcm) // 160 * 160]
     started, ended, tone_frames = [], [], []
     for i, frame in enumerate(pcm.reshape(-1, 160)):
@@ -230,6 +230,17 @@ def test_digits_are_found_between_speech(speech_passages):
     tones = digit_train("2580", -12, snr_db=None, tone_s=0.08, pause_s=0.08)
     pcm = through("PCMU", np.concatenate([speech[:16000], tones, speech[16000:32000]]))
     assert digits_of(detect(pcm)[1]) == "2580"
+
+
+def test_tone_active_follows_the_tone_and_results_iterate_over_events():
+    det = InbandDtmfDetector()
+    tone = to_int16(np.concatenate([dtmf_tone("6", 0.1, -10), np.zeros(1600)]))
+    flags, events = [], []
+    for frame in tone.reshape(-1, 160):
+        events += list(det.process(frame))
+        flags.append(det.tone_active)
+    assert flags[1:4] == [True] * 3 and not any(flags[-4:])
+    assert [e.digit for e in events] == ["6"] and isinstance(events[0], DigitEvent)
 
 
 def test_frames_of_other_sizes_are_refused():

@@ -2,10 +2,9 @@
 
 Theory of operation
 -------------------
-Every path ends in the same two small events: :class:`DigitStarted` (as soon as a digit is
-known) and :class:`DigitEvent` (once per key press, when it ends, with its duration). The call
-layer normally acts on ``DigitEvent``; ``DigitStarted`` lets a bridge mute or stop a prompt
-early. All classes here are sans-IO: they are fed payloads, frames and ``now`` and hand back
+Every path ends in the same small event: :class:`DigitEvent`, once per key press, when it
+ends, with its duration. With ``report_start=True`` the receivers also emit
+:class:`DigitStarted` as soon as a digit is known (to stop a prompt early, say). All classes here are sans-IO: they are fed payloads, frames and ``now`` and hand back
 events and, for the sender, payloads to put on the wire.
 
 * RFC 4733 (§2.3 payload format): :class:`TelephoneEvent` is the 4-byte payload.
@@ -30,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .rtp import ts_diff
+from .rtp import RtpPacket, ts_diff
 
 __all__ = [
     "DBM0_SINE_AMPLITUDE",
@@ -90,6 +89,11 @@ class DigitEvent:
     source: str  # "rfc4733" | "inband" | "info"
     ended_by: str = "end"  # "end" (E bit / tone stopped), "timeout", "next" (next event began)
 
+    @property
+    def duration(self) -> float:
+        """Duration in seconds."""
+        return self.duration_ms / 1000.0
+
 
 # -- RFC 4733 payload -------------------------------------------------------------------------
 
@@ -136,21 +140,24 @@ class _ReceivingEvent:
 class Rfc4733Receiver:
     """Turns received telephone-event packets of one stream into digit events.
 
-    ``receive(timestamp, payload, marker, now)`` -> list of events; ``get_timer()`` is the time
-    at which ``handle_timer(now)`` must be called if no packet comes (an event whose end
-    packets were all lost).
+    ``receive(packet, now)`` -> list of events; ``get_timer()`` is the time at which
+    ``handle_timer(now)`` must be called if no packet comes (an event whose end packets were
+    all lost). :class:`DigitStarted` is reported only with ``report_start=True``.
     """
 
-    def __init__(self, clock_rate: int = 8000, end_timeout: float = 0.3) -> None:
+    def __init__(
+        self, clock_rate: int = 8000, end_timeout: float = 0.3, report_start: bool = False
+    ) -> None:
         self.clock_rate = clock_rate
         self.end_timeout = end_timeout
+        self.report_start = report_start
         self._current: _ReceivingEvent | None = None
         self._finished: deque[int] = deque(maxlen=32)  # timestamps of ended events
 
-    def receive(
-        self, timestamp: int, payload: bytes, marker: bool, now: float
-    ) -> list[DigitStarted | DigitEvent]:
-        ev = TelephoneEvent.parse(payload)
+    def receive(self, packet: RtpPacket, now: float) -> list[DigitStarted | DigitEvent]:
+        """Feed one telephone-event RTP packet. Raises DtmfParseError on a short payload."""
+        timestamp, marker = packet.timestamp, packet.marker
+        ev = TelephoneEvent.parse(packet.payload)
         out: list[DigitStarted | DigitEvent] = []
         if timestamp in self._finished:
             return out  # §2.5.1.4 end retransmissions, or a late packet of an ended event
@@ -178,15 +185,11 @@ class Rfc4733Receiver:
         digit = ev.digit
         cur = _ReceivingEvent(timestamp, ev.event, ev.duration, 0, now)
         self._current = cur
-        if digit is not None:
+        if digit is not None and self.report_start:
             out.append(DigitStarted(digit, "rfc4733"))
         if ev.end:
             self._finish(cur, "end", out)
         return out
-
-    def receive_packet(self, packet, now: float) -> list[DigitStarted | DigitEvent]:
-        """Convenience for an :class:`~dialbridge.media.rtp.RtpPacket`."""
-        return self.receive(packet.timestamp, packet.payload, packet.marker, now)
 
     def _is_next_segment(
         self, cur: _ReceivingEvent, ev: TelephoneEvent, timestamp: int, marker: bool
@@ -400,6 +403,9 @@ class DtmfFrameResult:
     events: tuple[DigitStarted | DigitEvent, ...]
     tone: bool
 
+    def __iter__(self):
+        return iter(self.events)
+
 
 _NOTHING = DtmfFrameResult((), False)
 
@@ -443,6 +449,7 @@ class InbandDtmfDetector:
         min_energy_share: float = 0.85,
         min_second_peak_db: float = 2.0,
         end_misses: int = 3,
+        report_start: bool = False,
     ) -> None:
         if rate != 8000:
             raise ValueError("the in-band detector runs at 8 kHz (decode or resample first)")
@@ -455,6 +462,8 @@ class InbandDtmfDetector:
         self.min_energy_share = min_energy_share
         self.min_second_peak = 10 ** (min_second_peak_db / 10)
         self.end_misses = end_misses
+        self.report_start = report_start
+        self.tone_active = False  # did the last frame contain a tone (bridge: mute it)
         self._freqs = np.array(LOW_GROUP + HIGH_GROUP)
         self._basis = self._make_basis()
         self._x = np.zeros(self.HOP + self.WINDOW, dtype=np.float32)
@@ -532,9 +541,11 @@ class InbandDtmfDetector:
                     digit = self._classify(v, power[b : b + 8], k, wp)
             tone |= digit is not None
             self._step(digit, events)
-        if not events and not tone and self._current is None:
+        tone = tone or self._current is not None
+        self.tone_active = tone
+        if not events and not tone:
             return _NOTHING
-        return DtmfFrameResult(tuple(events), tone or self._current is not None)
+        return DtmfFrameResult(tuple(events), tone)
 
     def _classify(
         self, v: np.ndarray, power: list[float], window: int, window_power: float
@@ -595,7 +606,8 @@ class InbandDtmfDetector:
             self._windows_on = 2
             self._misses = 0
             self._pending = None
-            events.append(DigitStarted(digit, "inband"))
+            if self.report_start:
+                events.append(DigitStarted(digit, "inband"))
         else:
             self._pending = digit
 
