@@ -109,3 +109,266 @@ def test_typed_views_round_trip_through_str():
     via = Via.parse("SIP/2.0/TLS 10.0.0.1:5061;branch=z9hG4bKabc;received=10.0.0.2;rport=5062")
     assert Via.parse(str(via)) == via
     assert Headers([("v", "x")]).items() == [("Via", "x")]
+
+
+# --- headers -----------------------------------------------------------------------------------
+
+
+def test_headers_are_case_insensitive_and_keep_order():
+    headers = Headers()
+    headers.add("via", "SIP/2.0/UDP a;branch=z9hG4bK1")
+    headers.add("X-Custom", "1")
+    headers.add("V", "SIP/2.0/UDP b;branch=z9hG4bK2")
+    assert "VIA" in headers and "x-custom" in headers and "Route" not in headers
+    assert headers.get_all("Via") == [
+        "SIP/2.0/UDP a;branch=z9hG4bK1",
+        "SIP/2.0/UDP b;branch=z9hG4bK2",
+    ]
+    assert [name for name, _ in headers.items()] == ["Via", "X-Custom", "Via"]
+    headers.set("x-custom", "2")
+    assert headers.items()[1] == ("X-Custom", "2")
+    headers.remove("VIA")
+    assert headers.items() == [("X-Custom", "2")]
+    copy = headers.copy()
+    copy.add("Subject", "s")
+    assert "Subject" not in headers and copy.get("subject") == "s"
+    assert headers.get("Missing", "dflt") == "dflt"
+
+
+def test_list_headers_split_on_commas_outside_quotes_and_brackets():
+    headers = Headers(
+        [("m", '"Doe, John" <sip:j@x;a=1,2>;q=0.5, <sip:k@y>'), ("Route", "<sip:a;lr>,<sip:b;lr>")]
+    )
+    assert headers.get_all("Contact") == ['"Doe, John" <sip:j@x;a=1,2>;q=0.5', "<sip:k@y>"]
+    assert headers.get("Contact") == '"Doe, John" <sip:j@x;a=1,2>;q=0.5'
+    assert headers.get_all("Route") == ["<sip:a;lr>", "<sip:b;lr>"]
+    # Commas inside a digest challenge separate parameters, not values.
+    challenge = 'Digest realm="a", nonce="b"'
+    assert Headers([("WWW-Authenticate", challenge)]).get_all("WWW-Authenticate") == [challenge]
+
+
+def test_every_compact_form_expands():
+    compact = {
+        "a": "Accept-Contact", "b": "Referred-By", "c": "Content-Type", "e": "Content-Encoding",
+        "f": "From", "i": "Call-ID", "j": "Reject-Contact", "k": "Supported",
+        "l": "Content-Length", "m": "Contact", "o": "Event", "r": "Refer-To", "s": "Subject",
+        "t": "To", "u": "Allow-Events", "v": "Via", "x": "Session-Expires", "y": "Identity",
+    }  # fmt: skip
+    for short, long in compact.items():
+        assert Headers([(short.upper(), "x")]).items() == [(long, "x")]
+        assert Headers([(short, "x")]).get(long) == "x"
+
+
+def test_contact_star_has_no_addresses():
+    msg = parse_message(INVITE.replace(b"Contact: <sip:alice@pc33.atlanta.example.com>", b"m: *"))
+    assert msg.headers.get("Contact") == "*"
+    assert msg.contacts == []
+
+
+def test_folded_header_lines_are_unfolded():
+    msg = parse_message(
+        INVITE.replace(b"Subject", b"X").replace(b"Max-Forwards: 70", b"Max-Forwards:\r\n   70")
+    )
+    assert msg.headers.get("Max-Forwards") == "70"
+
+
+def test_bare_lf_line_ends_are_tolerated():
+    msg = parse_message(INVITE.replace(b"\r\n", b"\n"))
+    assert msg.call_id == "a84b4c76e66710@pc33.atlanta.example.com"
+    assert msg.body == b"v=0\n"
+
+
+def test_leading_crlf_before_start_line_is_ignored():
+    assert parse_message(b"\r\n\r\n" + INVITE).method == "INVITE"
+
+
+# --- limits and error codes --------------------------------------------------------------------
+
+
+def test_message_over_the_size_limit_is_513():
+    with pytest.raises(SipParseError) as err:
+        parse_message(INVITE, max_size=100)
+    assert err.value.status == 513
+
+
+def test_too_many_header_lines_is_400():
+    extra = b"".join(b"X-H%d: v\r\n" % i for i in range(300))
+    with pytest.raises(SipParseError) as err:
+        parse_message(INVITE.replace(b"Max-Forwards: 70\r\n", b"Max-Forwards: 70\r\n" + extra))
+    assert (err.value.status, err.value.reason) == (400, "Too many header fields")
+
+
+def test_overlong_header_line_is_400():
+    with pytest.raises(SipParseError) as err:
+        parse_message(
+            INVITE.replace(b"Max-Forwards: 70", b"X-Long: " + b"a" * 9000 + b"\r\nMax-Forwards: 70")
+        )
+    assert err.value.reason == "Header field too long"
+
+
+def test_overlong_request_uri_is_414():
+    uri = b"sip:" + b"a" * 5000 + b"@example.com"
+    with pytest.raises(SipParseError) as err:
+        parse_message(INVITE.replace(b"sip:bob@biloxi.example.com SIP/2.0", uri + b" SIP/2.0"))
+    assert err.value.status == 414
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "reason"),
+    [
+        (b"SIP/2.0\r\nVia", b"SIP/3.0\r\nVia", "Version Not Supported"),
+        (b"INVITE sip", b"INV ITE sip", "Malformed Request-Line"),
+        (b"Max-Forwards: 70", b"Max-Forwards: 256", "Bad Max-Forwards"),
+        (b"CSeq: 314159 INVITE", b"CSeq: 314159", "Bad CSeq"),
+        (b"CSeq: 314159 INVITE", b"CSeq: 2147483648 INVITE", "CSeq number out of range"),
+        (b"Content-Length: 4", b"Content-Length: 5", "Content-Length larger than body"),
+        (b"Content-Length: 4", b"Content-Length: four", "Bad Content-Length"),
+        (
+            b"Max-Forwards: 70\r\n",
+            b"Max-Forwards 70\r\n",
+            "Malformed header line 'Max-Forwards 70'",
+        ),
+        (
+            b"To: Bob <sip:bob@biloxi.example.com>",
+            b"To: Bob <sip:bob@biloxi.example.com",
+            "Unterminated <> in address",
+        ),
+        (b"branch=z9hG4bK776asdhds", b"branch=", "Empty value for parameter 'branch'"),
+        (
+            b"pc33.atlanta.example.com;branch",
+            b"pc33.atlanta.example.com:99999;branch",
+            "Port out of range in Via",
+        ),
+        (b"\r\n\r\nv=0", b"\r\nv=0", None),
+    ],
+)
+def test_malformed_requests_raise_sip_parse_error_with_a_status(old, new, reason):
+    data = INVITE.replace(old, new)
+    assert data != INVITE
+    with pytest.raises(SipParseError) as err:
+        parse_message(data)
+    assert err.value.status in (400, 505)
+    if reason is not None:
+        assert err.value.reason == reason
+
+
+def test_datagram_without_content_length_takes_the_rest_as_body():
+    msg = parse_message(INVITE.replace(b"Content-Length: 4\r\n", b""))
+    assert msg.body == b"v=0\n"
+
+
+def test_extra_octets_after_content_length_are_dropped():
+    assert parse_message(INVITE + b"garbage").body == b"v=0\n"
+
+
+def test_status_line_and_reason_phrase():
+    resp = parse_message(make_response(parse_message(INVITE), 486, "Busy Here, really").to_bytes())
+    assert (resp.status, resp.reason) == (486, "Busy Here, really")
+    with pytest.raises(SipParseError):
+        parse_message(b"SIP/2.0 99 Low\r\n" + INVITE.split(b"\r\n", 1)[1])
+    with pytest.raises(SipParseError):
+        parse_message(b"SIP/2.0 700 High\r\n" + INVITE.split(b"\r\n", 1)[1])
+
+
+# --- make_response -----------------------------------------------------------------------------
+
+
+def test_make_response_keeps_an_existing_to_tag_and_copies_timestamp_on_100():
+    request = parse_message(
+        INVITE.replace(b"To: Bob <sip:bob@biloxi.example.com>", b"To: <sip:bob@b>;tag=old").replace(
+            b"Max-Forwards: 70", b"Max-Forwards: 70\r\nTimestamp: 54"
+        )
+    )
+    trying = make_response(request, 100, to_tag="new")
+    assert trying.to_addr.tag == "old"
+    assert trying.headers.get("Timestamp") == "54"
+    assert "Timestamp" not in make_response(request, 180).headers
+    ok = make_response(request, 200, headers=[("Contact", "<sip:me@h>")], body=b"x")
+    assert ok.headers.get("Contact") == "<sip:me@h>" and ok.body == b"x"
+    assert parse_message(ok.to_bytes()).headers.get("Content-Length") == "1"
+    assert make_response(request, 499).reason == "Unknown"
+
+
+# --- stream framing ----------------------------------------------------------------------------
+
+
+def test_stream_message_split_byte_by_byte_is_reassembled():
+    framer = StreamFramer()
+    out = []
+    for i in range(len(INVITE)):
+        out += framer.feed(INVITE[i : i + 1])
+    assert len(out) == 1 and out[0].body == b"v=0\n"
+
+
+def test_stream_keepalive_ping_and_pong():
+    framer = StreamFramer()
+    assert framer.feed(b"\r\n\r\n") == [KeepAlive(ping=True)]
+    assert framer.feed(b"\r\n") == [KeepAlive(ping=False)]
+    assert framer.feed(b"\r\n\r\n\r\n\r\n") == [KeepAlive(ping=True), KeepAlive(ping=True)]
+
+
+def test_stream_without_content_length_is_a_fatal_framing_error():
+    framer = StreamFramer()
+    out = framer.feed(INVITE.replace(b"Content-Length: 4\r\n", b""))
+    assert len(out) == 1 and isinstance(out[0], SipParseError)
+    assert framer.broken
+    assert framer.feed(INVITE) == []  # the connection must be closed; input is ignored
+
+
+def test_stream_header_section_larger_than_limit_is_fatal():
+    framer = StreamFramer(max_size=1000)
+    out = framer.feed(b"INVITE sip:a@b SIP/2.0\r\n" + b"X: y\r\n" * 300)
+    assert len(out) == 1 and out[0].status == 513 and framer.broken
+
+
+def test_stream_malformed_but_framed_message_does_not_break_the_stream():
+    bad = INVITE.replace(b"CSeq: 314159 INVITE", b"CSeq: x INVITE")
+    out = StreamFramer().feed(bad + INVITE)
+    assert isinstance(out[0], SipParseError) and isinstance(out[1], Request)
+
+
+def test_stream_body_bytes_are_binary_safe():
+    body = b"\x00\r\n\r\n\xff" * 10
+    msg = parse_message(INVITE)
+    msg.body = body
+    out = StreamFramer().feed(msg.to_bytes() * 2)
+    assert [m.body for m in out] == [body, body]
+
+
+# --- typed views -------------------------------------------------------------------------------
+
+
+def test_uri_with_escapes_parameters_and_headers():
+    uri = SipUri.parse("sips:%61lice@Example.COM:5061;transport=TLS;lr;maddr=[::1]?subject=hi&x=y")
+    assert (uri.scheme, uri.user, uri.host, uri.port) == ("sips", "%61lice", "Example.COM", 5061)
+    assert uri.params == {"transport": "TLS", "lr": None, "maddr": "[::1]"}
+    assert uri.transport == "tls"
+    assert uri.headers == {"subject": "hi", "x": "y"}
+    assert SipUri.parse("tel:+15551234;phone-context=x").opaque == "+15551234;phone-context=x"
+    for bad in ["sip:", "sip:a@", "sip:@b", "sip:a@b:x", "nocolon", "sip:a b@c", "sip:a@[::1"]:
+        with pytest.raises(SipParseError):
+            SipUri.parse(bad)
+
+
+def test_name_addr_forms():
+    assert NameAddr.parse("sip:a@b;tag=1").params == {"tag": "1"}
+    assert NameAddr.parse("<sip:a@b;lr>;tag=1").uri.params == {"lr": None}
+    assert NameAddr.parse("Alice Smith <sip:a@b>").display_name == "Alice Smith"
+    assert str(NameAddr.parse('"A\\\\B" <sip:a@b>')) == '"A\\\\B" <sip:a@b>'
+    assert NameAddr.parse('"" <sip:a@b>').display_name == ""
+    for bad in ['"open <sip:a@b>', "Bad, Name <sip:a@b>", "< sip:a@b>", "sip:a@b?x=y", ""]:
+        with pytest.raises(SipParseError):
+            NameAddr.parse(bad)
+
+
+def test_via_with_ipv6_received_and_rport():
+    via = Via.parse(
+        "SIP/2.0/UDP [2001:db8::9]:5060;branch=z9hG4bKx;rport=5062;received=2001:db8::7"
+    )
+    assert (via.host, via.port, via.params["rport"]) == ("2001:db8::9", 5060, "5062")
+    assert (
+        str(via) == "SIP/2.0/UDP [2001:db8::9]:5060;branch=z9hG4bKx;rport=5062;received=2001:db8::7"
+    )
+    for bad in ["SIP/2.0/UDP", "SIP/2.0 host", "SIP/1.0/UDP host", "SIP/2.0/UDP host;;"]:
+        with pytest.raises(SipParseError):
+            Via.parse(bad)

@@ -297,7 +297,7 @@ class Headers:
         for item in self._items:
             if item[0].lower() == key:
                 if not placed:
-                    new.append((canonical_header_name(name), str(value)))
+                    new.append((item[0], str(value)))  # keep the spelling already there
                     placed = True
             else:
                 new.append(item)
