@@ -40,6 +40,11 @@ def linphonec_binary() -> str:
 
 
 @pytest.fixture
+def tcpdump_binary() -> str:
+    return require_binary("tcpdump")
+
+
+@pytest.fixture
 def socat_binary() -> str:
     return require_binary("socat")
 

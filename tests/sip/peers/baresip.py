@@ -8,7 +8,8 @@ Gotchas kept here so no test meets them again:
 * `net_interface 127.0.0.1` is required, or SDP carries the first non-loopback address.
 * baresip listens on UDP+TCP at `sip_listen` and TLS at port + 1: allocate ports with span=2.
 * `aubridge,nil` as source and player: no sound card, no file rate to match.
-* The Opus codec registers as `opus/48000/1` in 1.0 (`opus/48000/2` is "codec not found").
+* Opus: stack-notes §6.2 says `opus/48000/1`; the build here prints `aucodec: opus/48000/2` and
+  rejects `/1` ("audio codec not found"). The accounts default to G.711 only.
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ class BaresipAccount:
     transport: Transport = "udp"
     regint: int = 600
     answermode: Literal["auto", "manual"] = "auto"
-    audio_codecs: str = "PCMU/8000/1,PCMA/8000/1,opus/48000/1"
+    # this build registers Opus as opus/48000/2 (measured; stack-notes §6.2 saw /1): G.711 only
+    audio_codecs: str = "PCMU/8000/1,PCMA/8000/1"
 
     def line(self) -> str:
         uri = f"sip:{self.user}@{self.registrar}"
