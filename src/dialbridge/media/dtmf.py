@@ -524,11 +524,16 @@ class InbandDtmfDetector:
         x = self._x
         x[: self.HOP] = x[self.WINDOW :]
         x[self.HOP :] = frame
-        v = x @ self._basis  # (64,): window, sub-window, frequency, re/im
-        power = ((v * v) @ self._sum_subs).tolist()  # (16,): window, frequency
         window_power = ((x * x) @ self._window_mean).tolist()  # (2,): mean square
         events: list[DigitStarted | DigitEvent] = []
         tone = False
+        if window_power[0] < self.min_total_power and window_power[1] < self.min_total_power:
+            # Too quiet for a digit (pauses, silence): skip the DFT.
+            self._step(None, events)
+            self._step(None, events)
+            return self._result(events, False)
+        v = x @ self._basis  # (64,): window, sub-window, frequency, re/im
+        power = ((v * v) @ self._sum_subs).tolist()  # (16,): window, frequency
         share = self.min_energy_share / self._raw_to_power_max
         for k in (0, 1):
             digit = None
@@ -541,6 +546,9 @@ class InbandDtmfDetector:
                     digit = self._classify(v, power[b : b + 8], k, wp)
             tone |= digit is not None
             self._step(digit, events)
+        return self._result(events, tone)
+
+    def _result(self, events: list, tone: bool) -> DtmfFrameResult:
         tone = tone or self._current is not None
         self.tone_active = tone
         if not events and not tone:
