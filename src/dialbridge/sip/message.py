@@ -20,6 +20,7 @@ code (a bug) raises ordinary ``TypeError``/``ValueError`` instead.
 
 from __future__ import annotations
 
+import functools
 import re
 import secrets
 from collections.abc import Iterable
@@ -113,6 +114,8 @@ def _split_outside(text: str, sep: str) -> list[str]:
     """Split on ``sep`` where it is outside quoted strings and outside <...>."""
     if sep not in text:
         return [text]
+    if '"' not in text and "<" not in text:
+        return text.split(sep)
     parts = []
     depth = 0
     quoted = False
@@ -258,6 +261,7 @@ _LIST_HEADERS = frozenset(
 )  # fmt: skip
 
 
+@functools.lru_cache(maxsize=4096)
 def canonical_header_name(name: str) -> str:
     """Expand a compact form and fix the spelling of a known header; unknown names stay as given."""
     lower = name.lower()
@@ -266,6 +270,7 @@ def canonical_header_name(name: str) -> str:
     return _CANONICAL.get(lower, name)
 
 
+@functools.lru_cache(maxsize=4096)
 def _key(name: str) -> str:
     return canonical_header_name(name).lower()
 
@@ -281,50 +286,61 @@ class Headers:
     __slots__ = ("_items",)
 
     def __init__(self, items: Iterable[tuple[str, str]] | None = None) -> None:
-        self._items: list[tuple[str, str]] = []
+        # (lookup key, name as written, value)
+        self._items: list[tuple[str, str, str]] = []
         if items is not None:
             for name, value in items:
                 self.add(name, value)
 
     def add(self, name: str, value: str) -> None:
-        self._items.append((canonical_header_name(name), str(value)))
+        self._items.append((_key(name), canonical_header_name(name), str(value)))
 
     def set(self, name: str, value: str) -> None:
         """Replace every value of ``name`` by ``value``, at the position of the first one."""
         key = _key(name)
-        new: list[tuple[str, str]] = []
+        new: list[tuple[str, str, str]] = []
         placed = False
         for item in self._items:
-            if item[0].lower() == key:
+            if item[0] == key:
                 if not placed:
-                    new.append((item[0], str(value)))  # keep the spelling already there
+                    new.append((key, item[1], str(value)))  # keep the spelling already there
                     placed = True
             else:
                 new.append(item)
         if not placed:
-            new.append((canonical_header_name(name), str(value)))
+            new.append((key, canonical_header_name(name), str(value)))
         self._items = new
 
     def remove(self, name: str) -> None:
         key = _key(name)
-        self._items = [item for item in self._items if item[0].lower() != key]
+        self._items = [item for item in self._items if item[0] != key]
 
     def get(self, name: str, default: str | None = None) -> str | None:
-        values = self.get_all(name)
-        return values[0] if values else default
+        key = _key(name)
+        for item_key, _, value in self._items:
+            if item_key == key:
+                if key in _LIST_HEADERS:
+                    values = self.get_all(name)
+                    return values[0] if values else default
+                return value
+        return default
 
     def get_all(self, name: str) -> list[str]:
         key = _key(name)
-        values = [value for item_name, value in self._items if item_name.lower() == key]
+        values = [value for item_key, _, value in self._items if item_key == key]
         if key in _LIST_HEADERS:
             split: list[str] = []
             for value in values:
+                if "," not in value:
+                    if value:
+                        split.append(value)
+                    continue
                 split.extend(part.strip() for part in _split_outside(value, ",") if part.strip())
             return split
         return values
 
     def items(self) -> list[tuple[str, str]]:
-        return list(self._items)
+        return [(name, value) for _, name, value in self._items]
 
     def copy(self) -> Headers:
         new = Headers()
@@ -335,21 +351,21 @@ class Headers:
         if not isinstance(name, str):
             return False
         key = _key(name)
-        return any(item_name.lower() == key for item_name, _ in self._items)
+        return any(item[0] == key for item in self._items)
 
     def __len__(self) -> int:
         return len(self._items)
 
     def __iter__(self):
-        return iter(list(self._items))
+        return iter(self.items())
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Headers):
             return NotImplemented
-        return [(n.lower(), v) for n, v in self._items] == [(n.lower(), v) for n, v in other._items]
+        return [(k, v) for k, _, v in self._items] == [(k, v) for k, _, v in other._items]
 
     def __repr__(self) -> str:
-        return f"Headers({self._items!r})"
+        return f"Headers({self.items()!r})"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -362,8 +378,7 @@ _HOSTNAME_RE = re.compile(
 )
 _IPV4_RE = re.compile(r"\d{1,3}(\.\d{1,3}){3}\Z")
 _IPV6_RE = re.compile(r"[0-9A-Fa-f:.]+\Z")
-_USER_BAD = frozenset(' \t\r\n<>"@')
-_URI_BAD = frozenset(' \t\r\n<>"')
+_URI_BAD_RE = re.compile(r'[ \t\r\n<>"]')
 
 
 def _parse_hostport(text: str, what: str) -> tuple[str, int | None]:
@@ -426,7 +441,7 @@ class SipUri:
         scheme, colon, rest = text.partition(":")
         if not colon or not _SCHEME_RE.match(scheme):
             raise SipParseError(f"Bad URI {text[:80]!r}")
-        if any(ch in _URI_BAD for ch in rest) or not rest:
+        if not rest or _URI_BAD_RE.search(rest):
             raise SipParseError(f"Bad URI {text[:80]!r}")
         scheme_l = scheme.lower()
         if scheme_l not in ("sip", "sips"):
@@ -605,6 +620,7 @@ def _closing_quote(text: str) -> int:
     return -1
 
 
+_COLON_LWS_RE = re.compile(r"[ \t]*:[ \t]*")
 _VIA_PROTO_RE = re.compile(
     r"([^/\s]+)[ \t]*/[ \t]*([^/\s]+)[ \t]*/[ \t]*([^/\s]+)[ \t]+(.*)\Z", re.S
 )
@@ -633,7 +649,7 @@ class Via:
         if not _is_token(transport):
             raise SipParseError("Bad Via transport")
         sentby, _, params_text = rest.partition(";")
-        sentby = re.sub(r"[ \t]*:[ \t]*", ":", sentby.strip(_WS))
+        sentby = _COLON_LWS_RE.sub(":", sentby.strip(_WS))
         host, port = _parse_hostport(sentby, "Via")
         params = _parse_params(params_text) if params_text or rest.rstrip().endswith(";") else {}
         if "branch" in params and not params["branch"]:
@@ -710,8 +726,8 @@ def _parse_cseq(value: str) -> tuple[int, str]:
 def _serialise(start_line: str, headers: Headers, body: bytes) -> bytes:
     lines = [start_line]
     length_written = False
-    for name, value in headers._items:
-        if name == "Content-Length":
+    for key, name, value in headers._items:
+        if key == "content-length":
             if length_written:
                 continue
             value = str(len(body))
@@ -799,7 +815,7 @@ def _parse_head(head: str) -> tuple[str, Headers]:
         name = name.rstrip(_WS)
         if not colon or not _is_token(name):
             raise SipParseError(f"Malformed header line {line[:40]!r}")
-        items.append((canonical_header_name(name), value.strip(" \t\r")))
+        items.append((_key(name), canonical_header_name(name), value.strip(" \t\r")))
     return start_line, headers
 
 
@@ -854,7 +870,7 @@ def _parse_request_line(line: str, headers: Headers) -> Request:
     message = Request(method, uri, headers)
     _check_version(version, message)
     scheme, colon, rest = uri.partition(":")
-    if not colon or not _SCHEME_RE.match(scheme) or not rest or any(c in _URI_BAD for c in rest):
+    if not colon or not _SCHEME_RE.match(scheme) or not rest or _URI_BAD_RE.search(rest):
         raise SipParseError("Bad Request-URI", message=message)
     if scheme.lower() in ("sip", "sips"):
         try:
@@ -871,16 +887,14 @@ def _validate(message: Message, body: bytes) -> None:
     """Checks every element must make before acting on a message (RFC 3261 §8.2, §16.3)."""
     headers = message.headers
     counts: dict[str, int] = {}
-    for name, _ in headers._items:
-        key = name.lower()
-        if key in _SINGLETON:
-            counts[key] = counts.get(key, 0) + 1
+    for key, _, _ in headers._items:
+        counts[key] = counts.get(key, 0) + 1
     try:
         for name in _REQUIRED_REQUEST if isinstance(message, Request) else _REQUIRED_RESPONSE:
-            if name not in headers:
+            if name.lower() not in counts:
                 raise SipParseError(f"Missing {name} header")
         for key, count in counts.items():
-            if count > 1 and key != "content-length":
+            if count > 1 and key in _SINGLETON and key != "content-length":
                 raise SipParseError(f"Duplicate {canonical_header_name(key)} header")
         number, method = message.cseq
         if isinstance(message, Request):
@@ -1102,9 +1116,9 @@ def make_response(
     if reason is None:
         reason = REASON_PHRASES.get(status, "Unknown")
     out = Headers()
-    for name, value in request.headers._items:
-        if name == "Via":
-            out._items.append((name, value))
+    for item in request.headers._items:
+        if item[0] == "via":
+            out._items.append(item)
     for name in ("From", "To", "Call-ID", "CSeq"):
         value = request.headers.get(name)
         if value is None:
@@ -1116,7 +1130,7 @@ def make_response(
                 has_tag = True
             if not has_tag:
                 value = f"{value};tag={to_tag}"
-        out._items.append((name, value))
+        out.add(name, value)
     if status == 100 and "Timestamp" in request.headers:
         out.add("Timestamp", request.headers.get("Timestamp") or "")
     if headers is not None:
