@@ -6,6 +6,8 @@ import struct
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dialbridge.media.dtmf import (
     DigitEvent,
@@ -265,6 +267,38 @@ def test_sender_splits_a_long_event_into_segments_the_receiver_joins():
             out += rx.receive(te_packet(p.timestamp, p.payload, p.marker, i), i * 0.02)
     assert len(timestamps) == 3
     assert events_of(DigitEvent, out) == [DigitEvent("9", 3000, "rfc4733", "end")]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    digits=st.text(alphabet="0123456789*#ABCD", min_size=1, max_size=6),
+    duration_ms=st.integers(40, 400),
+    lost=st.sets(st.integers(0, 200), max_size=40),
+    swaps=st.sets(st.integers(0, 199), max_size=10),
+)
+def test_each_digit_is_reported_once_despite_loss_and_reordering(digits, duration_ms, lost, swaps):
+    tx = Rfc4733Sender()
+    tx.send(digits, duration_ms=duration_ms, gap_ms=60)
+    wire = []
+    for i in range(400):
+        p = tx.next_packet(i * 160)
+        if p is not None:
+            wire.append((i, p))
+    for k in sorted(swaps):  # swap neighbours: mild reordering
+        if k + 1 < len(wire):
+            wire[k], wire[k + 1] = wire[k + 1], wire[k]
+    rx = Rfc4733Receiver()
+    got, survived = [], set()
+    for n, (i, p) in enumerate(wire):
+        if n in lost:
+            continue
+        survived.add(p.timestamp)
+        got += rx.receive(te_packet(p.timestamp, p.payload, p.marker, n), i * 0.02)
+    got += rx.handle_timer(1e9)
+    # every digit with at least one surviving packet is reported exactly once, in order
+    starts = sorted({p.timestamp for _, p in wire})
+    expected = [d for d, ts in zip(digits, starts) if ts in survived]
+    assert [e.digit for e in got] == expected
 
 
 # -- SIP INFO ---------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from dialbridge.media.levels import (
     encode_audio_level,
     frame_dbov,
     parse_audio_level,
+    parse_csrc_audio_levels,
 )
 from dialbridge.media.rtp import RtpPacket
 
@@ -123,3 +124,10 @@ def test_steady_background_noise_is_learnt_as_not_voice():
     assert not any(a.voice for a in out[-100:])
     burst = meter.measure(sine(12000))
     assert burst.voice and burst.level == pytest.approx(12, abs=1)
+
+
+def test_csrc_levels_map_to_the_csrc_list_in_order():
+    # RFC 6465 §3: level i belongs to CSRC i; the reserved MSB is ignored
+    data = bytes([0x0A, 0x85, 0x7F, 0x00])  # last byte is padding
+    assert parse_csrc_audio_levels(data, [11, 22, 33]) == {11: 10, 22: 5, 33: 127}
+    assert parse_csrc_audio_levels(b"\x01", [7, 8]) == {7: 1}

@@ -36,6 +36,7 @@ __all__ = [
     "encode_audio_level",
     "frame_dbov",
     "parse_audio_level",
+    "parse_csrc_audio_levels",
 ]
 
 AUDIO_LEVEL_URI = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"  # RFC 6464 §4
@@ -93,6 +94,15 @@ def parse_audio_level(data: bytes) -> AudioLevel:
         raise ValueError("empty audio level element")
     b = data[0]
     return AudioLevel(level=b & 0x7F, voice=bool(b & 0x80))
+
+
+def parse_csrc_audio_levels(data: bytes, csrcs: list[int]) -> dict[int, int]:
+    """RFC 6465 §3: one byte per CSRC, in CSRC-list order (MSB reserved, 7-bit -dBov level).
+
+    Jigasi in mixer mode can send these for the conference participants it mixed. Extra bytes
+    (element padding) are ignored; a short element gives levels for the first CSRCs only.
+    """
+    return {csrc: b & 0x7F for csrc, b in zip(csrcs, data)}
 
 
 class AudioLevelMeter:
