@@ -297,7 +297,7 @@ def test_each_digit_is_reported_once_despite_loss_and_reordering(digits, duratio
     got += rx.handle_timer(1e9)
     # every digit with at least one surviving packet is reported exactly once, in order
     starts = sorted({p.timestamp for _, p in wire})
-    expected = [d for d, ts in zip(digits, starts) if ts in survived]
+    expected = [d for d, ts in zip(digits, starts, strict=True) if ts in survived]
     assert [e.digit for e in got] == expected
 
 

@@ -102,7 +102,7 @@ def parse_csrc_audio_levels(data: bytes, csrcs: list[int]) -> dict[int, int]:
     Jigasi in mixer mode can send these for the conference participants it mixed. Extra bytes
     (element padding) are ignored; a short element gives levels for the first CSRCs only.
     """
-    return {csrc: b & 0x7F for csrc, b in zip(csrcs, data)}
+    return {csrc: b & 0x7F for csrc, b in zip(csrcs, data, strict=False)}
 
 
 class AudioLevelMeter:
