@@ -43,16 +43,18 @@ class DialOutPolicy:
         if not text.strip("+"):
             return None
         candidates = [text] if text.startswith("+") else ["+" + text, text]
+        parsed = []
         for candidate in candidates:
             try:
-                number = phonenumbers.parse(
-                    candidate, (region or self.config.default_region).upper()
+                parsed.append(
+                    phonenumbers.parse(candidate, (region or self.config.default_region).upper())
                 )
             except phonenumbers.NumberParseException:
                 continue
-            if phonenumbers.is_valid_number(number) or candidate is candidates[-1]:
-                return number
-        return None
+            if phonenumbers.is_valid_number(parsed[-1]):
+                return parsed[-1]
+        # Nothing valid: report the international reading, so the answer names the country.
+        return parsed[0] if parsed else None
 
     def check(self, raw: str, region: str | None = None) -> DialOutDecision:
         if region and region.upper() not in phonenumbers.SUPPORTED_REGIONS:

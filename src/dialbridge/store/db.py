@@ -40,6 +40,9 @@ class Database:
         else:
             engine = create_async_engine(url, echo=echo, pool_pre_ping=True, pool_size=10)
             self._read_engine = self._write_engine = engine
+        # SQLite has one writer at a time per file: queue this process's writers here, where
+        # waiting is cheap, instead of in SQLite's sleeping busy handler.
+        self._write_lock = asyncio.Lock() if self.is_sqlite else None
         self._read_sessions = async_sessionmaker(self._read_engine, expire_on_commit=False)
         self._write_sessions = async_sessionmaker(self._write_engine, expire_on_commit=False)
 
@@ -75,7 +78,11 @@ class Database:
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncSession]:
         """A unit of work that writes; committed on exit, rolled back on error."""
-        async with self._write_sessions() as session, session.begin():
+        if self._write_lock is None:
+            async with self._write_sessions() as session, session.begin():
+                yield session
+            return
+        async with self._write_lock, self._write_sessions() as session, session.begin():
             yield session
 
     async def migrate(self) -> None:
