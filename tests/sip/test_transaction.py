@@ -469,3 +469,21 @@ def test_incoming_request_is_reported_once():
     layer = TransactionLayer()
     layer.receive(request("OPTIONS"), UDP, now=0.0)
     assert [type(e) for e in events(layer)] == [RequestReceived]
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "<sip:bob@example.com>;tag=abc",
+        '"Bob ; tag=no" <sip:bob@example.com;tag=uri>;foo=1;tag=abc',
+        "sip:bob@example.com;tag=abc",
+        "<sip:bob@example.com> ; TAG = abc",
+        "<sip:bob@example.com;tag=uri-param-not-header>",
+        "Bob <sip:bob@example.com>",
+    ],
+)
+def test_fast_tag_lookup_agrees_with_full_parse(value):
+    from dialbridge.sip.flow import tag_of
+    from dialbridge.sip.message import NameAddr
+
+    assert tag_of(value) == NameAddr.parse(value).tag

@@ -34,7 +34,7 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from .flow import Flow
+from .flow import Flow, tag_of
 from .message import (
     Headers,
     NameAddr,
@@ -423,7 +423,7 @@ class DialogLayer:
     ) -> None:
         """ACK a 2xx whose INVITE had no offer: ``body`` is our answer (§13.2.2.4)."""
         context = self._invites.get(transaction)
-        tag = response.to_addr.tag or ""
+        tag = tag_of(response.headers.get("To")) or ""
         if context is None or tag not in context.dialogs:
             raise RuntimeError("no 2xx-confirmed dialog for this INVITE")
         self._send_ack(context, context.dialogs[tag], body, content_type)
@@ -465,7 +465,11 @@ class DialogLayer:
             elif isinstance(event, CancelReceived):
                 request = event.transaction.request
                 early = self.dialogs.get(
-                    (request.call_id, event.transaction.to_tag or "", request.from_addr.tag or "")
+                    (
+                        request.call_id,
+                        event.transaction.to_tag or "",
+                        tag_of(request.headers.get("From")) or "",
+                    )
                 )
                 if early is not None:
                     self._end(early, "cancelled")
@@ -473,11 +477,13 @@ class DialogLayer:
 
     def _on_request(self, event: RequestReceived, now: float) -> None:
         request = event.request
-        to_tag = request.to_addr.tag
+        to_tag = tag_of(request.headers.get("To"))
         if to_tag is None:
             self._emit(IncomingRequest(request, event.transaction, event.flow))
             return
-        dialog = self.dialogs.get((request.call_id, to_tag, request.from_addr.tag or ""))
+        dialog = self.dialogs.get(
+            (request.call_id, to_tag, tag_of(request.headers.get("From")) or "")
+        )
         if dialog is None or dialog.terminated:
             # §12.2.2: a request for a dialog we do not know.
             self._reject(event.transaction, 481, now)
@@ -518,16 +524,20 @@ class DialogLayer:
         request = transaction.request
         status = response.status
         dialog = None
-        if request.to_addr.tag is not None:  # re-INVITE
+        if tag_of(request.headers.get("To")) is not None:  # re-INVITE
             dialog = self.dialogs.get(
-                (request.call_id, request.to_addr.tag, request.from_addr.tag or "")
+                (
+                    request.call_id,
+                    tag_of(request.headers.get("To")) or "",
+                    tag_of(request.headers.get("From")) or "",
+                )
             )
             if dialog is not None and status >= 200:
                 dialog._pending_reinvite_in = None
         else:
-            tag = response.to_addr.tag
+            tag = tag_of(response.headers.get("To"))
             if 100 < status < 300 and tag:
-                key = (request.call_id, tag, request.from_addr.tag or "")
+                key = (request.call_id, tag, tag_of(request.headers.get("From")) or "")
                 dialog = self.dialogs.get(key)
                 if dialog is None:
                     contact = response.headers.get("Contact") or ""
@@ -537,7 +547,9 @@ class DialogLayer:
                 if status >= 200:
                     dialog.state = DialogState.CONFIRMED
             elif status >= 300 and tag:
-                early = self.dialogs.get((request.call_id, tag, request.from_addr.tag or ""))
+                early = self.dialogs.get(
+                    (request.call_id, tag, tag_of(request.headers.get("From")) or "")
+                )
                 if early is not None:
                     self._end(early, f"rejected {status}")
         if dialog is not None and 200 <= status < 300:
@@ -554,7 +566,11 @@ class DialogLayer:
         return dialog
 
     def _on_ack(self, ack: Request) -> None:
-        key = (ack.call_id, ack.to_addr.tag or "", ack.from_addr.tag or "")
+        key = (
+            ack.call_id,
+            tag_of(ack.headers.get("To")) or "",
+            tag_of(ack.headers.get("From")) or "",
+        )
         dialog = self.dialogs.get(key)
         if dialog is None:
             log.debug("ACK for no dialog dropped: %s", key)
@@ -595,7 +611,7 @@ class DialogLayer:
             self._on_reinvite_response(context, response, transaction, synthetic)
             return
         dialog = None
-        tag = response.to_addr.tag if not synthetic else None
+        tag = tag_of(response.headers.get("To")) if not synthetic else None
         status = response.status
         if tag and 100 < status < 300:
             dialog = context.dialogs.get(tag)
@@ -642,7 +658,7 @@ class DialogLayer:
         if response.status >= 200:
             dialog._pending_invite = None
         if 200 <= response.status < 300 and not synthetic:
-            tag = response.to_addr.tag or ""
+            tag = tag_of(response.headers.get("To")) or ""
             if tag in context.acks:
                 self.transactions.send_stateless(context.acks[tag], dialog.flow)
                 return
@@ -675,7 +691,7 @@ class DialogLayer:
             return
         for context in self._invites.values():
             if context.request.call_id == response.call_id:
-                ack = context.acks.get(response.to_addr.tag or "")
+                ack = context.acks.get(tag_of(response.headers.get("To")) or "")
                 if ack is not None and context.request.cseq[0] == response.cseq[0]:
                     self.transactions.send_stateless(ack, context.flow)
                 return

@@ -12,6 +12,7 @@ bytes; the sans-IO cores only carry them around and compare them.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from .message import Headers, Request, Via
@@ -52,7 +53,7 @@ class Flow:
         return self.key
 
 
-def stamp_received(request: Request, source: tuple[str, int]) -> None:
+def stamp_received(request: Request, source: tuple[str, int]) -> Via | None:
     """§18.2.1 and RFC 3581 §4: record where the request really came from in its top Via.
 
     ``received`` is added when the source IP differs from sent-by, and always when the client
@@ -60,7 +61,7 @@ def stamp_received(request: Request, source: tuple[str, int]) -> None:
     """
     values = request.headers.get_all("Via")
     if not values:
-        return
+        return None
     top = Via.parse(values[0])
     changed = False
     if "rport" in top.params and top.params["rport"] in (None, ""):
@@ -72,6 +73,7 @@ def stamp_received(request: Request, source: tuple[str, int]) -> None:
         changed = True
     if changed:
         _replace_top_via(request, str(top))
+    return top
 
 
 def _replace_top_via(request: Request, value: str) -> None:
@@ -105,3 +107,20 @@ def response_flow(request_flow: Flow, top_via: Via) -> Flow:
     if (host, port) == request_flow.remote:
         return request_flow
     return Flow("udp", request_flow.local, (host, port))
+
+
+_TAG_RE = re.compile(r";[ \t]*tag[ \t]*=[ \t]*([^;, \t]+)", re.I)
+
+
+def tag_of(value: str | None) -> str | None:
+    """The ``tag`` parameter of a From/To value, without a full parse.
+
+    Equivalent to ``NameAddr.parse(value).tag`` for well-formed values (header parameters follow
+    the ``>`` of a name-addr; an addr-spec carries no URI parameters, §20.10), but several times
+    cheaper; transactions and dialogs look tags up on every message.
+    """
+    if value is None:
+        return None
+    close = value.rfind(">")
+    match = _TAG_RE.search(value, close + 1 if close >= 0 else 0)
+    return match.group(1) if match else None

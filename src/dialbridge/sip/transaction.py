@@ -32,13 +32,14 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .flow import Flow, response_flow, stamp_received
+from .flow import Flow, response_flow, stamp_received, tag_of
 from .message import (
     MAGIC_COOKIE,
     Headers,
     Request,
     Response,
     SipParseError,
+    Via,
     make_response,
     new_branch,
     new_tag,
@@ -291,14 +292,20 @@ class ServerTransaction(_Transaction):
     """Figures 7 and 8. Created by the layer for each new request."""
 
     def __init__(
-        self, layer: TransactionLayer, request: Request, flow: Flow, key: tuple, now: float
+        self,
+        layer: TransactionLayer,
+        request: Request,
+        flow: Flow,
+        key: tuple,
+        now: float,
+        top_via: Via | None = None,
     ) -> None:
         super().__init__(layer, request, flow)
         self.key = key
         self.invite = request.method == "INVITE"
         self._table = INVITE_SERVER if self.invite else NON_INVITE_SERVER
         self.state = State.PROCEEDING if self.invite else State.TRYING
-        self.response_flow = response_flow(flow, request.vias[0])
+        self.response_flow = response_flow(flow, top_via or request.vias[0])
         #: The To tag of our responses, once the TU chose one (a 487 after CANCEL reuses it).
         self.to_tag: str | None = None
         if self.invite:
@@ -327,7 +334,7 @@ class ServerTransaction(_Transaction):
         assert isinstance(response, Response)
         self._stop("trying")
         self.last_response = response
-        tag = response.to_addr.tag
+        tag = tag_of(response.headers.get("To"))
         if tag:
             self.to_tag = tag
         self._layer._send(response, self.response_flow)
@@ -495,13 +502,14 @@ def cancel_for(request: Request) -> Request:
     return Request("CANCEL", request.uri, headers)
 
 
-def server_key(request: Request, method: str | None = None) -> tuple:
+def server_key(request: Request, method: str | None = None, via: Via | None = None) -> tuple:
     """§17.2.3: the key matching a request to a server transaction.
 
     An ACK matches the INVITE it acknowledges; a CANCEL has its own transaction but can look up
     its INVITE by passing ``method="INVITE"``.
     """
-    via = request.vias[0]
+    if via is None:
+        via = request.vias[0]
     if method is None:
         method = "INVITE" if request.method == "ACK" else request.method
     branch = via.branch
@@ -511,7 +519,7 @@ def server_key(request: Request, method: str | None = None) -> tuple:
     return (
         "rfc2543",
         request.uri,
-        request.from_addr.tag,
+        tag_of(request.headers.get("From")),
         request.call_id,
         request.cseq[0],
         str(via),
@@ -520,7 +528,7 @@ def server_key(request: Request, method: str | None = None) -> tuple:
 
 
 def _merge_key(request: Request) -> tuple:
-    return (request.from_addr.tag, request.call_id, request.cseq)
+    return (tag_of(request.headers.get("From")), request.call_id, request.cseq)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -628,8 +636,10 @@ class TransactionLayer:
     def _receive_request(self, request: Request, flow: Flow, now: float) -> None:
         if request.cseq[1] != request.method:
             raise SipParseError("CSeq method does not match the request method")
-        stamp_received(request, flow.remote)
-        key = server_key(request)
+        via = stamp_received(request, flow.remote)
+        if via is None:
+            raise SipParseError("Request without Via")
+        key = server_key(request, via=via)
         transaction = self._servers.get(key)
         if request.method == "ACK":
             if transaction is not None:
@@ -641,22 +651,24 @@ class TransactionLayer:
             transaction._stimulate("request", now, request)  # a retransmission (§17.2.1)
             return
         if request.method == "CANCEL":
-            self._receive_cancel(request, flow, key, now)
+            self._receive_cancel(request, flow, key, now, via)
             return
         merge_key = None
-        if request.to_addr.tag is None:
+        if tag_of(request.headers.get("To")) is None:
             merge_key = _merge_key(request)
             if merge_key in self._merges:
                 # §8.2.2.2: the same request reached us twice by different paths.
-                merged = self._new_server(request, flow, key, None, now)
+                merged = self._new_server(request, flow, key, None, now, via)
                 merged.respond(make_response(request, 482, to_tag=new_tag()), now)
                 return
-        transaction = self._new_server(request, flow, key, merge_key, now)
+        transaction = self._new_server(request, flow, key, merge_key, now, via)
         self._emit(RequestReceived(request, transaction, flow))
 
-    def _receive_cancel(self, cancel: Request, flow: Flow, key: tuple, now: float) -> None:
-        transaction = self._new_server(cancel, flow, key, None, now)
-        invite = self._servers.get(server_key(cancel, "INVITE"))
+    def _receive_cancel(
+        self, cancel: Request, flow: Flow, key: tuple, now: float, via: Via
+    ) -> None:
+        transaction = self._new_server(cancel, flow, key, None, now, via)
+        invite = self._servers.get(server_key(cancel, "INVITE", via))
         if invite is None:
             transaction.respond(make_response(cancel, 481), now)  # §9.2
             return
@@ -667,9 +679,15 @@ class TransactionLayer:
             self._emit(CancelReceived(invite, cancel))
 
     def _new_server(
-        self, request: Request, flow: Flow, key: tuple, merge_key: tuple | None, now: float
+        self,
+        request: Request,
+        flow: Flow,
+        key: tuple,
+        merge_key: tuple | None,
+        now: float,
+        via: Via | None = None,
     ) -> ServerTransaction:
-        transaction = ServerTransaction(self, request, flow, key, now)
+        transaction = ServerTransaction(self, request, flow, key, now, via)
         if not transaction.terminated:
             self._servers[key] = transaction
             if merge_key is not None:
@@ -709,7 +727,7 @@ class TransactionLayer:
             and self._servers.get(transaction.key) is transaction
         ):
             del self._servers[transaction.key]
-            if transaction.request.to_addr.tag is None:
+            if tag_of(transaction.request.headers.get("To")) is None:
                 merge_key = _merge_key(transaction.request)
                 if self._merges.get(merge_key) == transaction.key:
                     del self._merges[merge_key]
