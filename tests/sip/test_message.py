@@ -17,6 +17,7 @@ from dialbridge.sip.message import (
     new_call_id,
     new_tag,
     parse_message,
+    unescape,
 )
 
 INVITE = (
@@ -372,3 +373,51 @@ def test_via_with_ipv6_received_and_rport():
     for bad in ["SIP/2.0/UDP", "SIP/2.0 host", "SIP/1.0/UDP host", "SIP/2.0/UDP host;;"]:
         with pytest.raises(SipParseError):
             Via.parse(bad)
+
+
+# --- URI comparison (RFC 3261 §19.1.4) ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ("sip:%61lice@atlanta.com;transport=TCP", "sip:alice@AtLanTa.CoM;Transport=tcp"),
+        ("sip:carol@chicago.com", "sip:carol@chicago.com;newparam=5"),
+        ("sip:carol@chicago.com", "sip:carol@chicago.com;security=on"),
+        ("sip:carol@chicago.com;newparam=5", "sip:carol@chicago.com;security=on"),
+        (
+            "sip:biloxi.com;transport=tcp;method=REGISTER?to=sip:bob%40biloxi.com",
+            "sip:biloxi.com;method=REGISTER;transport=tcp?to=sip:bob%40biloxi.com",
+        ),
+        (
+            "sip:alice@atlanta.com?subject=project%20x&priority=urgent",
+            "sip:alice@atlanta.com?priority=urgent&subject=project%20x",
+        ),
+    ],
+)
+def test_rfc3261_equivalent_uris(a, b):
+    assert SipUri.parse(a).equivalent(SipUri.parse(b))
+    assert SipUri.parse(b).equivalent(SipUri.parse(a))
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ("SIP:ALICE@AtLanTa.CoM;Transport=udp", "sip:alice@AtLanTa.CoM;Transport=UDP"),
+        ("sip:bob@biloxi.com", "sip:bob@biloxi.com:5060"),
+        ("sip:bob@biloxi.com", "sip:bob@biloxi.com;transport=udp"),
+        ("sip:bob@biloxi.com", "sip:bob@biloxi.com:6000;transport=tcp"),
+        ("sip:carol@chicago.com", "sip:carol@chicago.com?Subject=next%20meeting"),
+        ("sip:bob@phone21.boxesbybob.com", "sip:bob@192.0.2.4"),
+        ("sip:alice@a.com", "sips:alice@a.com"),
+    ],
+)
+def test_rfc3261_non_equivalent_uris(a, b):
+    assert not SipUri.parse(a).equivalent(SipUri.parse(b))
+
+
+def test_unescape_decodes_utf8_octets_and_leaves_lone_percent():
+    assert unescape("%61lice") == "alice"
+    assert unescape("null-%00-null") == "null-\x00-null"
+    assert unescape("%D0%BD%D0%BE") == "но"
+    assert unescape("100%") == "100%"

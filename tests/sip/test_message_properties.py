@@ -116,7 +116,9 @@ def test_via_round_trips_through_its_text(via):
 @settings(max_examples=300)
 @given(sip_uris)
 def test_sip_uri_round_trips_through_its_text(uri):
-    assert SipUri.parse(str(uri)) == uri
+    parsed = SipUri.parse(str(uri))
+    assert parsed == uri
+    assert parsed.equivalent(uri) and uri.equivalent(parsed)
 
 
 @settings(max_examples=60, suppress_health_check=[HealthCheck.too_slow])

@@ -42,6 +42,7 @@ __all__ = [
     "new_tag",
     "new_call_id",
     "make_response",
+    "unescape",
     "REASON_PHRASES",
     "MAGIC_COOKIE",
 ]
@@ -503,6 +504,61 @@ class SipUri:
     def transport(self) -> str | None:
         value = self.params.get("transport")
         return value.lower() if value else None
+
+    def equivalent(self, other: SipUri) -> bool:
+        """URI comparison of RFC 3261 §19.1.4 (not textual equality).
+
+        User and password compare case-sensitively after unescaping, the host
+        case-insensitively; a missing port differs from an explicit 5060; the user, ttl, method,
+        maddr and transport parameters must match when either URI has them, other parameters
+        only when both have them; URI headers must match as a set.
+        """
+        if self.opaque is not None or other.opaque is not None:
+            return self.scheme == other.scheme and self.opaque == other.opaque
+        if self.scheme != other.scheme or self.port != other.port:
+            return False
+        if self.host.lower() != other.host.lower():
+            return False
+        if _opt_unescape(self.user) != _opt_unescape(other.user):
+            return False
+        if _opt_unescape(self.password) != _opt_unescape(other.password):
+            return False
+        mine, theirs = _comparable_params(self.params), _comparable_params(other.params)
+        for name in mine.keys() | theirs.keys():
+            compared = name in _URI_PARAMS_MUST_MATCH or (name in mine and name in theirs)
+            if compared and mine.get(name, _ABSENT) != theirs.get(name, _ABSENT):
+                return False
+        return _comparable_params(self.headers) == _comparable_params(other.headers)
+
+
+_ABSENT = object()
+_URI_PARAMS_MUST_MATCH = frozenset({"user", "ttl", "method", "maddr", "transport"})
+_ESCAPE_RE = re.compile(r"%([0-9A-Fa-f]{2})")
+
+
+def unescape(text: str) -> str:
+    """Decode %HH escapes (RFC 3261 §19.1.2); the octets are read as UTF-8."""
+    if "%" not in text:
+        return text
+    out = bytearray()
+    pos = 0
+    for match in _ESCAPE_RE.finditer(text):
+        out += text[pos : match.start()].encode("utf-8", "surrogateescape")
+        out.append(int(match.group(1), 16))
+        pos = match.end()
+    out += text[pos:].encode("utf-8", "surrogateescape")
+    return out.decode("utf-8", "surrogateescape")
+
+
+def _opt_unescape(text: str | None) -> str | None:
+    return None if text is None else unescape(text)
+
+
+def _comparable_params(params: dict) -> dict[str, str | None]:
+    return {
+        unescape(name).lower(): None if value is None else unescape(value).lower()
+        for name, value in params.items()
+    }
 
 
 def _check_escapes(text: str) -> None:
