@@ -452,28 +452,41 @@ class DialogLayer:
 
     def _drain(self, now: float) -> None:
         while (event := self.transactions.next_event()) is not None:
-            if isinstance(event, RequestReceived):
-                self._on_request(event, now)
-            elif isinstance(event, ResponseReceived):
-                self._on_response(event.response, event.transaction, now)
-            elif isinstance(event, _TxnAck):
-                self._on_ack(event.request)
-            elif isinstance(event, StrayResponseReceived):
-                self._on_stray_response(event.response)
-            elif isinstance(event, TransactionTimedOut | TransportFailed):
-                self._on_failure(event, now)
-            elif isinstance(event, CancelReceived):
-                request = event.transaction.request
-                early = self.dialogs.get(
-                    (
-                        request.call_id,
-                        event.transaction.to_tag or "",
-                        tag_of(request.headers.get("From")) or "",
-                    )
+            try:
+                self._on_transaction_event(event, now)
+            except SipParseError as exc:
+                # A header we only look at here (Contact, Record-Route, ...) is malformed: a
+                # remote error. Answer 400 if the request is still unanswered; carry on.
+                log.info("malformed %s: %s", type(event).__name__, exc)
+                last = (
+                    event.transaction.last_response if isinstance(event, RequestReceived) else None
                 )
-                if early is not None:
-                    self._end(early, "cancelled")
-                self._emit(InviteCancelled(event.transaction, event.cancel))
+                if isinstance(event, RequestReceived) and (last is None or last.status < 200):
+                    self._reject(event.transaction, 400, now, reason=exc.reason)
+
+    def _on_transaction_event(self, event: object, now: float) -> None:
+        if isinstance(event, RequestReceived):
+            self._on_request(event, now)
+        elif isinstance(event, ResponseReceived):
+            self._on_response(event.response, event.transaction, now)
+        elif isinstance(event, _TxnAck):
+            self._on_ack(event.request)
+        elif isinstance(event, StrayResponseReceived):
+            self._on_stray_response(event.response)
+        elif isinstance(event, TransactionTimedOut | TransportFailed):
+            self._on_failure(event, now)
+        elif isinstance(event, CancelReceived):
+            request = event.transaction.request
+            early = self.dialogs.get(
+                (
+                    request.call_id,
+                    event.transaction.to_tag or "",
+                    tag_of(request.headers.get("From")) or "",
+                )
+            )
+            if early is not None:
+                self._end(early, "cancelled")
+            self._emit(InviteCancelled(event.transaction, event.cancel))
 
     def _on_request(self, event: RequestReceived, now: float) -> None:
         request = event.request

@@ -598,8 +598,12 @@ class UserAgent:
             if dropped is not None:
                 log.info("dropped %s from %s: %s", message.method, flow, dropped.why)
                 return
-        self.core.receive(message, flow, now)
-        self._service()
+        try:
+            self.core.receive(message, flow, now)
+        except Exception:  # noqa: BLE001 - a bug must cost one message, not the listener
+            log.exception("error handling message from %s", flow)
+        finally:
+            self._service()
 
     def flow_closed(self, flow: Flow) -> None:
         self.location.flow_closed(flow)
