@@ -426,3 +426,48 @@ async def test_router_exception_gives_500():
     finally:
         await client.close()
         await server.close()
+
+
+async def test_unsupported_require_gets_420():
+    trust = [Trunk.from_cidrs("lo", ["127.0.0.0/8"])]
+    server = await start(UserAgent(config(trunks=trust), router=Answerer()))
+    client = await start(UserAgent(config()))
+    try:
+        host, port = server.local_addresses["udp"]
+        call = await client.invite(
+            f"sip:1@{host}:{port}", sdp=SDP_OFFER, headers={"Require": "100rel"}
+        )
+        final = await wait(call.final)
+        assert final.status == 420
+        assert final.headers.get("Unsupported") == "100rel"
+    finally:
+        await client.close()
+        await server.close()
+
+
+async def test_keep_registered_refreshes_with_same_call_id_and_unregisters():
+    server = await start(
+        UserAgent(config(domain="dialbridge.test", users={"trunk": "pw"}, min_expires=1))
+    )
+    client = await start(UserAgent(config()))
+    seen = []
+    server.location.on_update = lambda aor, bindings: seen.append([b.call_id for b in bindings])
+    try:
+        registration = client.keep_registered(
+            registrar_uri(server, "udp"), "sip:trunk@dialbridge.test",
+            credentials=Credentials("trunk", "pw"), expires=1,
+        )  # fmt: skip
+        await wait(registration.registered.wait())
+        assert registration.granted == 1
+        # The refresh comes after max(1 s, 0.8 * granted): wait for the second REGISTER.
+        for _ in range(40):
+            if len(seen) >= 2:
+                break
+            await asyncio.sleep(0.1)
+        assert len(seen) >= 2 and seen[0] == seen[1] == [registration.call_id]
+        response = await wait(registration.stop())
+        assert response.status == 200
+        assert server.location.lookup("trunk", __import__("time").time()) == []
+    finally:
+        await client.close()
+        await server.close()

@@ -49,7 +49,7 @@ from .dialog import (
 )
 from .flow import DEFAULT_PORTS, Flow
 from .location import BindingStore, LocationService
-from .message import Request, Response, SipUri, make_response, new_tag
+from .message import Request, Response, SipUri, make_response, new_call_id, new_tag
 from .registrar import Authenticator, AuthOutcome, DigestAuthenticator, Registrar
 from .security import EdgePolicy, Trunk, Verdict
 from .timers import DEFAULT_TIMERS, TimerSettings
@@ -59,6 +59,8 @@ from .transport import SipTransports, TransportError, server_ssl_context
 log = logging.getLogger(__name__)
 
 ALLOW = ", ".join(ALLOWED_METHODS)
+#: Option tags we can honour in Require (none yet: no 100rel, no session timers).
+SUPPORTED_EXTENSIONS: frozenset[str] = frozenset()
 HeaderItems = Mapping[str, str] | Iterable[tuple[str, str]]
 
 
@@ -448,6 +450,78 @@ class IncomingCall:
             raise CallStateError(f"call already {self.state}")
 
 
+class Registration:
+    """Keeps one AOR registered with a remote registrar (a trunk), RFC 3261 §10.2.4: same
+    Call-ID, increasing CSeq, refreshed at 80 % of the granted time, retried on failure."""
+
+    def __init__(self, ua: UserAgent, registrar: str, aor: str,
+                 credentials: Credentials | None, expires: int, retry_after: float) -> None:  # fmt: skip
+        self._ua = ua
+        self.registrar = registrar
+        self.aor = aor
+        self.credentials = credentials
+        self.expires = expires
+        self.retry_after = retry_after
+        self.call_id = new_call_id()
+        self.from_tag = new_tag()
+        self.cseq = 1
+        self.last_response: Response | None = None
+        #: Set while the registrar holds a binding for us.
+        self.registered = asyncio.Event()
+        #: Granted expiry of the last successful REGISTER.
+        self.granted: int | None = None
+        self._task: asyncio.Task | None = None
+
+    async def _once(self, expires: int) -> Response:
+        response = await self._ua.register(
+            self.registrar, self.aor, credentials=self.credentials, expires=expires,
+            call_id=self.call_id, cseq=self.cseq, from_tag=self.from_tag,
+        )  # fmt: skip
+        self.cseq = response.cseq[0] + 1
+        self.last_response = response
+        return response
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                response = await self._once(self.expires)
+            except SipError as exc:
+                log.info("REGISTER %s to %s failed: %s", self.aor, self.registrar, exc)
+                response = None
+            if response is not None and 200 <= response.status < 300:
+                self.granted = _granted_expires(response, self.expires)
+                self.registered.set()
+                await asyncio.sleep(max(1.0, 0.8 * self.granted))
+            else:
+                self.registered.clear()
+                if response is not None and response.status == 423:
+                    minimum = response.headers.get("Min-Expires") or ""
+                    if minimum.isdigit():
+                        self.expires = int(minimum)
+                        continue
+                await asyncio.sleep(self.retry_after)
+
+    async def stop(self) -> Response | None:
+        """Stop refreshing and remove the binding (Expires: 0)."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if not self.registered.is_set():
+            return None
+        self.registered.clear()
+        return await self._once(0)
+
+
+def _granted_expires(response: Response, asked: int) -> int:
+    for contact in response.contacts:
+        value = contact.params.get("expires")
+        if value and value.isdigit():
+            return int(value)
+    header = response.headers.get("Expires")
+    return int(header) if header and header.isdigit() else asked
+
+
 Router = Callable[[IncomingCall], Awaitable[None]]
 
 
@@ -554,9 +628,12 @@ class UserAgent:
     async def request(self, method: str, target: str, *, headers: HeaderItems = (),
                       body: bytes = b"", content_type: str | None = None,
                       from_: str | None = None, to: str | None = None,
-                      via_flow: Flow | None = None,
-                      credentials: Credentials | None = None) -> Response:  # fmt: skip
-        """An out-of-dialog request (OPTIONS, MESSAGE, REGISTER to a trunk...)."""
+                      via_flow: Flow | None = None, credentials: Credentials | None = None,
+                      call_id: str | None = None, cseq: int | None = None,
+                      from_tag: str | None = None) -> Response:  # fmt: skip
+        """An out-of-dialog request (OPTIONS, MESSAGE, REGISTER to a trunk...).
+
+        ``call_id``/``cseq``/``from_tag`` continue a sequence (REGISTER refreshes, §10.2.4)."""
         flow = via_flow or await self._flow_for(target)
         request = build_request(
             method,
@@ -564,7 +641,9 @@ class UserAgent:
             from_=from_ or f"<sip:dialbridge@{self.config.domain}>",
             to=to,
             contact=self._contact_for(flow) if method == "REGISTER" else None,
-            cseq=next(self._cseq),
+            call_id=call_id,
+            from_tag=from_tag,
+            cseq=cseq if cseq is not None else next(self._cseq),
             headers=[("User-Agent", self.config.user_agent), *_items(headers)],
             body=body,
             content_type=content_type,
@@ -572,7 +651,9 @@ class UserAgent:
         return await self._send_and_wait(request, flow, None, credentials)
 
     async def register(self, registrar: str, aor: str, *, credentials: Credentials | None,
-                       expires: int = 600, via_flow: Flow | None = None) -> Response:  # fmt: skip
+                       expires: int = 600, via_flow: Flow | None = None,
+                       call_id: str | None = None, cseq: int | None = None,
+                       from_tag: str | None = None) -> Response:  # fmt: skip
         """One REGISTER to a trunk's registrar (no refresh loop: call again before expiry).
 
         On 200, requests arriving from that registrar's address are trusted like a trunk's
@@ -581,6 +662,7 @@ class UserAgent:
         response = await self.request(
             "REGISTER", registrar, from_=f"<{aor}>", to=f"<{aor}>",
             headers=[("Expires", str(expires))], via_flow=flow, credentials=credentials,
+            call_id=call_id, cseq=cseq, from_tag=from_tag,
         )  # fmt: skip
         if 200 <= response.status < 300:
             if expires > 0:
@@ -588,6 +670,15 @@ class UserAgent:
             else:
                 self._upstreams.discard(flow.remote)
         return response
+
+    def keep_registered(self, registrar: str, aor: str, *, credentials: Credentials | None,
+                        expires: int = 600, retry_after: float = 30.0) -> Registration:  # fmt: skip
+        """Register ``aor`` with a trunk's registrar and refresh it before it expires."""
+        registration = Registration(self, registrar, aor, credentials, expires, retry_after)
+        registration._task = asyncio.get_running_loop().create_task(registration._run())
+        self._tasks.add(registration._task)
+        registration._task.add_done_callback(self._tasks.discard)
+        return registration
 
     # -- transport callbacks (TransportUser) --------------------------------------------------
 
@@ -742,7 +833,7 @@ class UserAgent:
         else:
             retry = Request(request.method, request.uri, request.headers.copy(), request.body)
             retry.headers.remove("Via")
-            retry.headers.set("CSeq", f"{next(self._cseq) + request.cseq[0]} {request.method}")
+            retry.headers.set("CSeq", f"{request.cseq[0] + 1} {request.method}")
         retry.headers.remove("Authorization")
         retry.headers.remove("Proxy-Authorization")
         retry.headers.add(*header)
@@ -833,6 +924,8 @@ class UserAgent:
             return
         elif decision.verdict is Verdict.DROP:
             return
+        if self._refuse_extensions(transaction):
+            return
         trunk = decision.trunk
         if trunk is None and auth_user is not None:
             trunk = self.policy.trunk_for_digest_user(auth_user)
@@ -890,6 +983,8 @@ class UserAgent:
         request, transaction, dialog = event.request, event.transaction, event.dialog
         handle = dialog.user_data if isinstance(dialog.user_data, DialogHandle) else None
         method = request.method
+        if method != "BYE" and self._refuse_extensions(transaction):
+            return
         if method == "BYE":
             self._answer_in_dialog(transaction, 200)
             if handle is not None:
@@ -942,6 +1037,18 @@ class UserAgent:
             self._answer_in_dialog(transaction, 405, headers=[("Allow", ALLOW)])
             if handle is not None:
                 handle._push(RequestReceived(request, 405))
+
+    def _refuse_extensions(self, transaction: ServerTransaction) -> bool:
+        """§8.2.2.3: a Require we do not support gets 420 with Unsupported."""
+        unsupported = [
+            option
+            for option in transaction.request.headers.get_all("Require")
+            if option.lower() not in SUPPORTED_EXTENSIONS
+        ]
+        if not unsupported:
+            return False
+        self._answer(transaction, 420, headers=[("Unsupported", ", ".join(unsupported))])
+        return True
 
     def _answer_in_dialog(self, transaction: ServerTransaction, status: int, *,
                           headers: HeaderItems = (), body: bytes = b"",
@@ -1029,6 +1136,7 @@ __all__ = [
     "InfoReceived",
     "OfferReceived",
     "OutgoingCall",
+    "Registration",
     "RequestReceived",
     "SipError",
     "UserAgent",
