@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dialbridge.sip.auth import (
     HA1,
@@ -303,3 +307,43 @@ def test_malformed_challenges_and_credentials_raise_auth_parse_error():
         parse_credentials(
             'Digest username="a", realm="r", nonce="n", uri="u", response="x", qop=auth'
         )
+
+
+@settings(max_examples=300)
+@given(
+    st.one_of(
+        st.text(max_size=200),
+        st.lists(
+            st.tuples(
+                st.sampled_from(
+                    [
+                        "username",
+                        "realm",
+                        "nonce",
+                        "uri",
+                        "response",
+                        "qop",
+                        "nc",
+                        "cnonce",
+                        "algorithm",
+                        "opaque",
+                        "x",
+                    ]
+                ),  # fmt: skip
+                st.text(max_size=20),
+                st.booleans(),
+            ),
+            max_size=10,
+        ).map(
+            lambda ps: (
+                "Digest " + ", ".join(f'{k}="{v}"' if quoted else f"{k}={v}" for k, v, quoted in ps)
+            )
+        ),
+    )
+)
+def test_arbitrary_authorization_values_never_raise(value):
+    server = DigestChallenger("dialbridge", secret=b"s" * 32)
+    result = server.verify(value, method="REGISTER", now=NOW, lookup=lookup)
+    assert result.verdict is not Verdict.OK
+    with contextlib.suppress(AuthParseError):
+        parse_challenge(value)
