@@ -190,6 +190,11 @@ class Sipp:
     target: str | None = None
     advertised_transport: str | None = None
     contact_port: int | None = None
+    # digest `uri` (SIPp's -auth_uri, "user@host:port"); SIPp's default is remote_ip:remote_port,
+    # right for REGISTER sip:host:port only
+    auth_uri: str | None = None
+    # Any 127.0.0.0/8 address works on lo: 127.0.0.2 plays "a source that is not a trunk".
+    local_ip: str = LOOPBACK
 
     _proc: asyncio.subprocess.Process | None = field(default=None, init=False, repr=False)
 
@@ -226,7 +231,14 @@ class Sipp:
             args += ["-sn", self.scenario]
         if self.remote:
             args.append(self.remote)
-        args += ["-i", LOOPBACK, "-p", str(self.local_port), "-t", _TRANSPORT_FLAG[self.transport]]
+        args += [
+            "-i",
+            self.local_ip,
+            "-p",
+            str(self.local_port),
+            "-t",
+            _TRANSPORT_FLAG[self.transport],
+        ]
         args += [
             "-m",
             str(self.calls),
@@ -243,7 +255,9 @@ class Sipp:
             args += ["-s", self.service]
         if self.auth:
             args += ["-au", self.auth[0], "-ap", self.auth[1]]
-            if self.target and self.target != self.remote:
+            if self.auth_uri:
+                args += ["-auth_uri", self.auth_uri]
+            elif self.target and self.target != self.remote:
                 # SIPp's digest uri defaults to remote_ip:remote_port, the tunnel's address here
                 args += ["-auth_uri", self.target]
         if self.rate is not None:
@@ -253,7 +267,7 @@ class Sipp:
         if self.max_concurrent is not None:
             args += ["-l", str(self.max_concurrent)]
         keys = {
-            "target": self.target or self.remote or f"{LOOPBACK}:{self.local_port}",
+            "target": self.target or self.remote or f"{self.local_ip}:{self.local_port}",
             "via_transport": (self.advertised_transport or self.transport).upper(),
             "contact_transport": (self.advertised_transport or self.transport).lower(),
             "contact_port": str(self.contact_port or self.local_port),
