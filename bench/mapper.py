@@ -16,7 +16,6 @@ import asyncio
 import os
 import random
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -51,8 +50,13 @@ async def bench_repo(rooms: int, requests: int, data_dir: Path) -> None:
     names = [f"room{i}@{MUC}" for i in range(rooms)]
     started = time.perf_counter()
     pins = [(await repo.for_conference(n)).pin for n in names]
-    print(f"repo  create           {rooms / (time.perf_counter() - started):8.0f} req/s   ({rooms} new rooms)")
-    for what, keys, call in (("lookup by room", names, repo.for_conference), ("lookup by PIN", pins, repo.for_pin)):
+    print(
+        f"repo  create           {rooms / (time.perf_counter() - started):8.0f} req/s   ({rooms} new rooms)"
+    )
+    for what, keys, call in (
+        ("lookup by room", names, repo.for_conference),
+        ("lookup by PIN", pins, repo.for_pin),
+    ):
         latencies = []
         started = time.perf_counter()
         for _ in range(requests):
@@ -63,6 +67,17 @@ async def bench_repo(rooms: int, requests: int, data_dir: Path) -> None:
     await db.close()
 
 
+async def _worker(
+    client: httpx.AsyncClient, param: str, queue: list, latencies: list[float]
+) -> None:
+    while queue:
+        key = queue.pop()
+        t = time.perf_counter()
+        r = await client.get("/conferenceMapper", params={param: key})
+        latencies.append(time.perf_counter() - t)
+        assert r.status_code == 200 and r.json()["conference"]
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -71,11 +86,19 @@ def free_port() -> int:
 
 async def bench_http(rooms: int, requests: int, concurrency: int, data_dir: Path) -> None:
     port = free_port()
-    env = {**os.environ, "DIALBRIDGE_STORE__DATA_DIR": str(data_dir / "http"), "DIALBRIDGE_HTTP__PORT": str(port)}
-    server = subprocess.Popen([sys.executable, "-m", "dialbridge.cli", "serve"], env=env, stderr=subprocess.DEVNULL)
+    env = {
+        **os.environ,
+        "DIALBRIDGE_STORE__DATA_DIR": str(data_dir / "http"),
+        "DIALBRIDGE_HTTP__PORT": str(port),
+    }
+    server = subprocess.Popen(
+        [sys.executable, "-m", "dialbridge.cli", "serve"], env=env, stderr=subprocess.DEVNULL
+    )
     try:
         base = f"http://127.0.0.1:{port}"
-        async with httpx.AsyncClient(base_url=base, timeout=30, limits=httpx.Limits(max_connections=concurrency)) as c:
+        async with httpx.AsyncClient(
+            base_url=base, timeout=30, limits=httpx.Limits(max_connections=concurrency)
+        ) as c:
             for _ in range(300):
                 try:
                     if (await c.get("/healthz")).status_code == 200:
@@ -85,21 +108,19 @@ async def bench_http(rooms: int, requests: int, concurrency: int, data_dir: Path
             names = [f"Room{i}@{MUC}" for i in range(rooms)]
             pins = []
             for n in names:
-                pins.append((await c.get("/conferenceMapper", params={"conference": n})).json()["id"])
-            for what, param, keys in (("lookup by room", "conference", names), ("lookup by PIN", "id", pins)):
-                latencies: list[float] = []
+                pins.append(
+                    (await c.get("/conferenceMapper", params={"conference": n})).json()["id"]
+                )
+            for what, param, keys in (
+                ("lookup by room", "conference", names),
+                ("lookup by PIN", "id", pins),
+            ):
                 queue = [random.choice(keys) for _ in range(requests)]
-
-                async def worker() -> None:
-                    while queue:
-                        key = queue.pop()
-                        t = time.perf_counter()
-                        r = await c.get("/conferenceMapper", params={param: key})
-                        latencies.append(time.perf_counter() - t)
-                        assert r.status_code == 200 and r.json()["conference"]
-
+                latencies: list[float] = []
                 started = time.perf_counter()
-                await asyncio.gather(*(worker() for _ in range(concurrency)))
+                await asyncio.gather(
+                    *(_worker(c, param, queue, latencies) for _ in range(concurrency))
+                )
                 report("http", what, latencies, time.perf_counter() - started)
     finally:
         server.terminate()
@@ -116,7 +137,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         asyncio.run(bench_repo(args.rooms, args.requests, Path(tmp)))
         asyncio.run(bench_http(args.rooms, args.requests, args.concurrency, Path(tmp)))
-    print(f"(cpu count {os.cpu_count()}, load average {', '.join(f'{x:.2f}' for x in os.getloadavg())})")
+    print(
+        f"(cpu count {os.cpu_count()}, load average {', '.join(f'{x:.2f}' for x in os.getloadavg())})"
+    )
 
 
 if __name__ == "__main__":
