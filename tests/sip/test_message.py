@@ -421,3 +421,16 @@ def test_unescape_decodes_utf8_octets_and_leaves_lone_percent():
     assert unescape("null-%00-null") == "null-\x00-null"
     assert unescape("%D0%BD%D0%BE") == "но"
     assert unescape("100%") == "100%"
+
+
+def test_quoted_parameter_ending_in_escaped_quote_is_unterminated():
+    assert NameAddr.parse('<sip:a@b>;x="a\\\\"').params == {"x": "a\\"}
+    with pytest.raises(SipParseError):
+        NameAddr.parse('<sip:a@b>;x="a\\\\\\"')
+    with pytest.raises(SipParseError):
+        NameAddr.parse('<sip:a@b>;x="a\\"')
+
+
+def test_via_with_trailing_semicolon_is_malformed():
+    with pytest.raises(SipParseError):
+        Via.parse("SIP/2.0/UDP host;")

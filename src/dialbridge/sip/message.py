@@ -170,12 +170,7 @@ def _parse_params(text: str, *, lower_names: bool = True) -> dict[str, str | Non
         if eq:
             value = value.strip(_WS)
             if value.startswith('"'):
-                if (
-                    len(value) < 2
-                    or not value.endswith('"')
-                    or value.endswith('\\"')
-                    and not value.endswith('\\\\"')
-                ):
+                if _closing_quote(value) != len(value) - 1:
                     raise SipParseError(f"Unterminated quoted parameter {name!r}")
                 value = _unquote(value)
             elif not value:
@@ -619,14 +614,7 @@ class NameAddr:
             uri = SipUri.parse(inner)
             rest = text[gt + 1 :].strip(_WS)
             if display.startswith('"'):
-                if (
-                    len(display) < 2
-                    or not display.endswith('"')
-                    or _find_unquoted(display, "\x00") != -1
-                ):
-                    raise SipParseError("Bad quoted display name")
-                end = _closing_quote(display)
-                if end != len(display) - 1:
+                if _closing_quote(display) != len(display) - 1:
                     raise SipParseError("Junk after quoted display name")
                 display_name: str | None = _unquote(display)
             elif display:
@@ -704,10 +692,12 @@ class Via:
             raise SipParseError("Bad Via protocol")
         if not _is_token(transport):
             raise SipParseError("Bad Via transport")
-        sentby, _, params_text = rest.partition(";")
+        sentby, semicolon, params_text = rest.partition(";")
         sentby = _COLON_LWS_RE.sub(":", sentby.strip(_WS))
         host, port = _parse_hostport(sentby, "Via")
-        params = _parse_params(params_text) if params_text or rest.rstrip().endswith(";") else {}
+        if semicolon and not params_text.strip(_WS):
+            raise SipParseError("Empty Via parameter")
+        params = _parse_params(params_text) if semicolon else {}
         if "branch" in params and not params["branch"]:
             raise SipParseError("Empty Via branch")
         return cls(transport=transport.upper(), host=host, port=port, params=params)
