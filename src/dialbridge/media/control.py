@@ -20,7 +20,8 @@ Life of a leg::
     await media.mute("leg-1", True)                          # leg-1's audio no longer reaches leg-2
     await media.close_session("leg-1")
 
-Events: :class:`DtmfReceived`, :class:`PlaybackFinished`, :class:`MediaTimeout`,
+Events: :class:`DtmfReceived` (a key press, once, when it ends), :class:`DtmfStarted` (key
+down: stop a prompt), :class:`PlaybackFinished`, :class:`MediaTimeout`,
 :class:`MediaResumed`, :class:`RtcpStats`, :class:`RemoteAddressLatched`.
 
 Errors: a command naming an unknown session, or otherwise impossible, raises
@@ -52,6 +53,7 @@ from dialbridge.media.playback import (
 from dialbridge.media.ports import PortAllocator, bind_rtp_sockets
 from dialbridge.media.session import (
     DtmfReceived,
+    DtmfStarted,
     MediaClock,
     MediaResumed,
     MediaSession,
@@ -67,6 +69,7 @@ __all__ = [
     "CloseSession",
     "CreateSession",
     "DtmfReceived",
+    "DtmfStarted",
     "MediaCommandError",
     "MediaControl",
     "MediaEngine",
@@ -188,7 +191,7 @@ Command = (
     | SendDtmf
     | CloseSession
 )
-Event = DtmfReceived | PlaybackFinished | MediaTimeout | MediaResumed | RtcpStats
+Event = DtmfReceived | DtmfStarted | PlaybackFinished | MediaTimeout | MediaResumed | RtcpStats
 MediaEvent = Event | RemoteAddressLatched
 
 
@@ -362,9 +365,8 @@ class MediaEngine:
 
     async def _do_SendDtmf(self, cmd: SendDtmf) -> None:
         core = self._core(cmd.session_id)
-        for digit in cmd.digits:
-            if not core.send_dtmf(digit, cmd.duration):
-                raise MediaCommandError(f"no telephone-event on session {cmd.session_id!r}")
+        if not core.send_dtmf(cmd.digits, cmd.duration):
+            raise MediaCommandError(f"no telephone-event on session {cmd.session_id!r}")
 
     async def _do_CloseSession(self, cmd: CloseSession) -> None:
         leg = self.legs.pop(cmd.session_id, None)

@@ -43,7 +43,7 @@ from typing import Protocol
 
 import numpy as np
 
-from dialbridge.media.rtp import RtpPacket, seq_diff, ts_diff
+from dialbridge.media.rtp import RtpPacket, seq_diff
 
 __all__ = ["Frame", "FrameKind", "JitterBuffer", "JitterStats", "PlayoutDecoder"]
 
@@ -72,7 +72,7 @@ class FrameKind(enum.Enum):
     SILENCE = "silence"
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True)
 class Frame:
     """One 20 ms playout frame. ``pcm`` is None when the caller asked not to decode."""
 
@@ -131,7 +131,6 @@ class JitterBuffer:
         self._frames: dict[int, tuple[int, bytes, int]] = {}
         self._last_raw_ts: int | None = None
         self._last_ext_ts = 0
-        self._highest_seq: int | None = None
         self._playout: int | None = None  # ext ts of the frame the next pop plays
         self._first_arrival = 0.0
         self._last_played_seq: int | None = None
@@ -175,10 +174,11 @@ class JitterBuffer:
                 stats.resyncs += 1
             self.ssrc = ssrc
             self._reset_timeline()
-        if self._last_raw_ts is None:
+        last_raw = self._last_raw_ts
+        if last_raw is None:
             ext = ts
-        else:
-            ext = self._last_ext_ts + ts_diff(ts, self._last_raw_ts)
+        else:  # extend the 32-bit timestamp around the newest one seen (wrap-around)
+            ext = self._last_ext_ts + (((ts - last_raw + 0x80000000) & 0xFFFFFFFF) - 0x80000000)
         playout = self._playout
         if playout is not None:
             margin = (ext - playout) // self.spf
@@ -186,15 +186,19 @@ class JitterBuffer:
                 stats.resyncs += 1
                 self._reset_timeline()
                 ext = ts
-                playout = None
+                playout = last_raw = None
         self.last_arrival = now
         stats.received += 1
-        self._update_jitter(ext, now)
-        if self._last_raw_ts is None or ext > self._last_ext_ts:
+        # RFC 3550 §6.4.1 / A.8: J += (|D(i-1,i)| - J) / 16, in timestamp units.
+        transit = now * self.clock_rate - ext
+        prev = self._prev_transit
+        if prev is not None:
+            d = transit - prev
+            stats.jitter += ((d if d >= 0 else -d) - stats.jitter) * 0.0625
+        self._prev_transit = transit
+        if last_raw is None or ext > self._last_ext_ts:
             self._last_raw_ts = ts
             self._last_ext_ts = ext
-        if self._highest_seq is None or seq_diff(seq, self._highest_seq) > 0:
-            self._highest_seq = seq
 
         if playout is None:
             if not self._frames:
@@ -220,14 +224,6 @@ class JitterBuffer:
             return False
         self._frames[ext] = (seq, payload, level)
         return True
-
-    def _update_jitter(self, ext_ts: int, now: float) -> None:
-        # RFC 3550 §6.4.1 / A.8: J += (|D(i-1,i)| - J) / 16, in timestamp units.
-        transit = now * self.clock_rate - ext_ts
-        if self._prev_transit is not None:
-            d = abs(transit - self._prev_transit)
-            self.stats.jitter += (d - self.stats.jitter) / 16.0
-        self._prev_transit = transit
 
     # -- output --------------------------------------------------------------------------
 

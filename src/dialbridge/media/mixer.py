@@ -11,7 +11,10 @@ Choosing before decoding: each packet carries the sender's RFC 6464 ``ssrc-audio
 (0 = loudest, 127 = silence). On every tick the streams are ranked by the level of the frame
 each is about to play, and only the ``max_streams`` loudest non-silent ones are decoded; the
 others advance their playout without decoding (their decoder simply sees a gap when they are
-picked again, which libopus handles as a stream discontinuity). A stream that was picked on
+picked again, which libopus handles as a stream discontinuity). Frames quieter than
+``quiet_level`` (default 70, i.e. below -70 dBov: a muted browser, a pause under noise
+suppression) are not decoded, after a 0.5 s hangover that keeps a talker's pauses intact, so a conference where one person talks costs one decode
+per tick whatever the number of participants. A stream that was picked on
 the previous tick keeps its rank while it conceals a lost packet, so PLC runs on it. Streams
 that send no level are ranked as loud: without a level there is no way to skip them cheaply.
 
@@ -37,9 +40,10 @@ FULL_SCALE = 32767
 KNEE = int(0.8 * FULL_SCALE)
 UNKNOWN_LEVEL = 0  # no RFC 6464 extension: rank as loud, so the stream is heard
 HOUSEKEEPING_TICKS = 50
+HANGOVER_TICKS = 25  # keep decoding a talker through 0.5 s of quiet (pauses between words)
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True)
 class MixedFrame:
     pcm: np.ndarray
     sources: tuple[int, ...]  # SSRCs whose audio (or concealment) is in ``pcm``
@@ -75,6 +79,7 @@ class Mixer:
         frame_samples: int,
         pcm_samples: int = 160,
         max_streams: int = 3,
+        quiet_level: int = 70,
         stream_timeout: float = 5.0,
         min_delay: float = 0.060,
         max_delay: float = 0.300,
@@ -84,11 +89,13 @@ class Mixer:
         self.frame_samples = frame_samples
         self.pcm_samples = pcm_samples
         self.max_streams = max_streams
+        self.quiet_level = quiet_level
         self.stream_timeout = stream_timeout
         self._jb_opts = {"min_delay": min_delay, "max_delay": max_delay}
         self.streams: dict[int, JitterBuffer] = {}
         self._picked: set[int] = set()
         self._last_level: dict[int, int] = {}
+        self._loud_at: dict[int, int] = {}  # tick at which each stream was last above quiet
         self._ticks = 0
         self._silence = np.zeros(pcm_samples, dtype=np.int16)
         self.decoded_frames = 0
@@ -122,6 +129,7 @@ class Mixer:
         self.streams.pop(ssrc, None)
         self._picked.discard(ssrc)
         self._last_level.pop(ssrc, None)
+        self._loud_at.pop(ssrc, None)
 
     def mix(self, now: float) -> MixedFrame:
         """Play one tick of every stream and return the mix of the loudest ones."""
@@ -133,12 +141,20 @@ class Mixer:
             return MixedFrame(self._silence, (), False)
 
         ranked: list[tuple[int, int]] = []
+        quiet_level = self.quiet_level
+        loud_at = self._loud_at
+        tick = self._ticks
         for ssrc, jb in streams.items():
             level = jb.peek_level(now)
             if level == SILENCE_LEVEL and ssrc in self._picked and jb.playing:
                 level = self._last_level.get(ssrc, SILENCE_LEVEL)  # conceal a loss on it
-            if level < SILENCE_LEVEL:
+            if level <= quiet_level:
+                loud_at[ssrc] = tick
                 ranked.append((level, ssrc))
+            elif (
+                level < SILENCE_LEVEL and tick - loud_at.get(ssrc, -HANGOVER_TICKS) < HANGOVER_TICKS
+            ):
+                ranked.append((level, ssrc))  # a pause inside speech: keep decoding it
         if len(ranked) > self.max_streams:
             ranked.sort()
             del ranked[self.max_streams :]

@@ -54,6 +54,14 @@ import numpy as np
 
 from dialbridge.media import rtcp
 from dialbridge.media.codecs import CODECS, create_decoder, create_encoder
+from dialbridge.media.dtmf import (
+    DigitEvent,
+    DigitStarted,
+    DtmfParseError,
+    InbandDtmfDetector,
+    Rfc4733Receiver,
+    Rfc4733Sender,
+)
 from dialbridge.media.levels import AudioLevelMeter, dbov, dbov_to_level
 from dialbridge.media.mixer import MixedFrame, Mixer
 from dialbridge.media.playback import Player
@@ -62,6 +70,7 @@ from dialbridge.media.rtp import RtpPacket, RtpParseError
 __all__ = [
     "CN_PAYLOAD_TYPE",
     "DtmfReceived",
+    "DtmfStarted",
     "MediaClock",
     "MediaResumed",
     "MediaSession",
@@ -97,6 +106,7 @@ class RtpParameters:
     codec: str  # SDP encoding name: "PCMU", "PCMA" or "opus"
     payload_type: int
     telephone_event_pt: int | None = None
+    telephone_event_rate: int = 8000  # SDP rtpmap clock of telephone-event
     audio_level_id: int | None = None
     remote_rtp: Address | None = None  # from c=/m= (may be private: we latch)
     remote_rtcp: Address | None = None  # a=rtcp, else remote_rtp port + 1
@@ -107,11 +117,22 @@ class RtpParameters:
 
 
 @dataclass(frozen=True, slots=True)
-class DtmfReceived:
+class DtmfStarted:
+    """A key went down (first RFC 4733 packet, or a confirmed in-band tone): stop prompts."""
+
     session_id: str
     digit: str
     source: str  # "rfc4733" or "inband"
-    duration: float  # seconds; 0 while unknown
+
+
+@dataclass(frozen=True, slots=True)
+class DtmfReceived:
+    """One key press, reported once when it ended."""
+
+    session_id: str
+    digit: str
+    source: str  # "rfc4733" or "inband"
+    duration: float  # seconds
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,6 +215,8 @@ class MediaSession:
         self._ts = self.rng.getrandbits(32)
         self._first_packet = True
         self.packets_sent = 0
+        self._octets_sent = 0
+        self._last_sent: tuple[int, float] | None = None
         self.packets_dropped = 0  # foreign sources, unknown PTs, garbage
         self.latched: Address | None = None
         self.latched_rtcp: Address | None = None
@@ -232,20 +255,17 @@ class MediaSession:
         self._accepted_pts = {params.payload_type}
         if params.telephone_event_pt is not None:
             self._accepted_pts.add(params.telephone_event_pt)
-        self._dtmf_rx = None
-        self._inband = None
-        self._setup_dtmf(params)
-
-    def _setup_dtmf(self, params: RtpParameters) -> None:
-        try:
-            from dialbridge.media import dtmf
-        except ImportError:  # the DTMF module may be absent in a stripped build
-            return
-        if params.telephone_event_pt is not None and hasattr(dtmf, "Rfc4733Receiver"):
-            self._dtmf_rx = dtmf.Rfc4733Receiver()
-            self._dtmf_tx = dtmf.Rfc4733Sender() if hasattr(dtmf, "Rfc4733Sender") else None
-        if params.inband_dtmf and hasattr(dtmf, "InbandDtmfDetector"):
-            self._inband = dtmf.InbandDtmfDetector()
+        self._dtmf_rx: Rfc4733Receiver | None = None
+        self._dtmf_tx: Rfc4733Sender | None = None
+        if params.telephone_event_pt is not None:
+            self._dtmf_rx = Rfc4733Receiver(params.telephone_event_rate, report_start=True)
+            # RFC 4733 §2.1: the events share the audio stream's timeline and SSRC, so the
+            # sender counts in the audio clock (exact for G.711; see docs for Opus).
+            self._dtmf_tx = Rfc4733Sender(info.clock_rate, info.rtp_samples_per_frame)
+        self._inband: InbandDtmfDetector | None = None
+        if params.inband_dtmf and info.pcm_rate == 8000:
+            self._inband = InbandDtmfDetector(report_start=True)
+        self._rfc4733_seen = False
 
     def set_parameters(self, params: RtpParameters) -> None:
         """A new remote description (re-INVITE): switch codec/PTs, keep SSRC and sequence."""
@@ -369,18 +389,21 @@ class MediaSession:
     def _receive_telephone_event(
         self, seq: int, ts: int, ssrc: int, payload: bytes, marker: int, now: float
     ) -> None:
-        rx = self._dtmf_rx
+        packet = RtpPacket(self._te_pt, seq, ts, ssrc, payload, bool(marker))
         try:
-            found = rx.receive(RtpPacket(self._te_pt, seq, ts, ssrc, payload, bool(marker)), now)
-        except ValueError:
+            found = self._dtmf_rx.receive(packet, now)
+        except DtmfParseError:
             self.packets_dropped += 1
             return
-        for ev in found or ():
-            digit = getattr(ev, "digit", None) or getattr(ev, "key", None)
-            if digit is None:
-                continue
-            duration = getattr(ev, "duration", 0.0) or 0.0
-            self.events.append(DtmfReceived(self.session_id, str(digit), "rfc4733", duration))
+        self._rfc4733_seen = True
+        self._report_digits(found)
+
+    def _report_digits(self, found) -> None:
+        for ev in found:
+            if isinstance(ev, DigitEvent):
+                self.events.append(DtmfReceived(self.session_id, ev.digit, ev.source, ev.duration))
+            elif isinstance(ev, DigitStarted):
+                self.events.append(DtmfStarted(self.session_id, ev.digit, ev.source))
 
     def receive_rtcp(self, data: bytes, addr: Address, now: float) -> None:
         """One datagram from the RTCP socket."""
@@ -426,41 +449,63 @@ class MediaSession:
         """Tick, receive half: one 20 ms frame of what the peer said (mixed, N loudest)."""
         frame = self.mixer.mix(now)
         inband = self._inband
-        if inband is not None and frame.active:
-            for ev in inband.process(frame.pcm) or ():
-                digit = getattr(ev, "digit", None)
-                if digit is not None:
-                    duration = getattr(ev, "duration", 0.0) or 0.0
-                    self.events.append(DtmfReceived(self.session_id, digit, "inband", duration))
+        if inband is not None:
+            result = inband.process(frame.pcm)
+            # A trunk that sends RFC 4733 may leave the tones in the audio as well: report
+            # the digits once, from the events (the tones are still blanked by the bridge).
+            if result.events and not self._rfc4733_seen:
+                self._report_digits(result.events)
         return frame
 
     @property
     def inband_tone_active(self) -> bool:
         """True while the in-band detector hears a DTMF tone (the bridge blanks it)."""
         inband = self._inband
-        return bool(inband is not None and getattr(inband, "tone_active", False))
+        return inband is not None and inband.tone_active
 
     def send_audio(self, pcm: np.ndarray | None, now: float) -> None:
         """Tick, send half: exactly one RTP packet, with ``pcm`` (None = comfort silence)
         after this leg's prompts have been applied."""
-        pcm = self.player.apply(pcm)
+        if self.player.active:
+            pcm = self.player.apply(pcm)
         if pcm is None:
             pcm = _SILENCE
-        payload = self.encoder.encode(pcm)
-        marker = 0x80 if self._first_packet else 0
-        self._first_packet = False
         seq = self._seq
         ts = self._ts
         self._seq = (seq + 1) & 0xFFFF
         self._ts = (ts + self._ts_step) & 0xFFFFFFFF
+        tx = self._dtmf_tx
+        if tx is not None and tx.busy:
+            event = tx.next_packet(ts)
+            if event is not None:  # RFC 4733 §2.5.1: this tick carries the event, not audio
+                self._send_packet(
+                    self._te_pt, event.marker, seq, event.timestamp, event.payload, pcm, now
+                )
+                return
+        payload = self.encoder.encode(pcm)
+        marker = self._first_packet
+        self._first_packet = False
+        self._send_packet(self._audio_pt, marker, seq, ts, payload, pcm, now)
+
+    def _send_packet(
+        self,
+        pt: int,
+        marker: bool,
+        seq: int,
+        ts: int,
+        payload: bytes,
+        pcm: np.ndarray,
+        now: float,
+    ) -> None:
+        b1 = (0x80 | pt) if marker else pt
         level_id = self._level_id
         if level_id is None:
-            header = _HEADER.pack(0x80, marker | self._audio_pt, seq, ts, self.ssrc)
+            header = _HEADER.pack(0x80, b1, seq, ts, self.ssrc)
         else:
             level = self.meter.measure_dbov(dbov(pcm) if pcm is not _SILENCE else -200.0)
             header = _HEADER_LEVEL.pack(
                 0x90,
-                marker | self._audio_pt,
+                b1,
                 seq,
                 ts,
                 self.ssrc,
@@ -470,22 +515,27 @@ class MediaSession:
                 (0x80 if level.voice else 0) | level.level,
                 0,
             )
-        self.sender_stats.on_rtp_sent(len(payload), ts, now)
         self.packets_sent += 1
+        self._octets_sent += len(payload)
+        self._last_sent = (ts, now)
         dest = self.latched or self.params.remote_rtp
         if dest is not None:
             self.outbox.append((header + payload, dest))
 
-    def send_dtmf(self, digit: str, duration: float = 0.1) -> bool:
-        """Queue an RFC 4733 event (sent by the next ticks). False if not negotiated."""
-        tx = getattr(self, "_dtmf_tx", None)
-        if tx is None or self._te_pt is None:
+    def send_dtmf(self, digits: str, duration: float = 0.1) -> bool:
+        """Queue RFC 4733 events, sent on the next ticks. False if not negotiated."""
+        if self._dtmf_tx is None:
             return False
-        tx.start(digit, duration)
+        self._dtmf_tx.send(digits, duration_ms=round(duration * 1000))
         return True
 
     def handle_timers(self, now: float) -> None:
         """Media timeout and RTCP schedule; call once per tick (cheap when nothing is due)."""
+        rx = self._dtmf_rx
+        if rx is not None:
+            due = rx.get_timer()
+            if due is not None and now >= due:  # RFC 4733 §2.5.1.4: all end packets lost
+                self._report_digits(rx.handle_timer(now))
         if not self._timed_out and now - self.last_rtp >= self.media_timeout:
             self._timed_out = True
             self.events.append(MediaTimeout(self.session_id, now - self.last_rtp))
@@ -496,8 +546,13 @@ class MediaSession:
     def _send_report(self, now: float, bye: bool = False) -> None:
         blocks = tuple(s.report_block(now) for s in list(self._recv_stats.values())[:31])
         wall = now + self.wallclock_offset
-        if self.packets_sent:
-            report: rtcp.RtcpPacket = self.sender_stats.sender_report(wall, blocks, now)
+        if self._last_sent is not None:
+            # The counters live in the session (cheap per packet); hand them over here.
+            ss = self.sender_stats
+            ss.packet_count = self.packets_sent & 0xFFFFFFFF
+            ss.octet_count = self._octets_sent & 0xFFFFFFFF
+            ss.last_rtp_timestamp, ss.last_send_time = self._last_sent
+            report: rtcp.RtcpPacket = ss.sender_report(wall, blocks, now)
         else:
             report = rtcp.ReceiverReport(self.ssrc, blocks)
         packets: list[rtcp.RtcpPacket] = [
