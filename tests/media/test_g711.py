@@ -158,3 +158,10 @@ def test_g711_concealment_repeats_the_last_frame_attenuated_then_goes_silent():
 def test_encoder_refuses_float_input():
     with pytest.raises(TypeError):
         create_encoder("PCMA").encode(np.zeros(160))
+
+
+def test_empty_payload_is_treated_as_a_lost_packet():
+    dec = create_decoder("PCMA")
+    frame = dec.decode(g711.alaw_encode(np.full(160, 1000, dtype=np.int16)))
+    out = dec.decode(b"")
+    assert len(out) == 160 and np.array_equal(out, frame >> 1)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from pesq import pesq
 
-from dialbridge.media.codecs import CODECS, CodecError, create_decoder, create_encoder, opus
+from dialbridge.media.codecs import CODECS, PayloadError, create_decoder, create_encoder, opus
 
 
 def encode_all(enc, pcm: np.ndarray) -> list[bytes]:
@@ -108,9 +108,9 @@ def test_decoder_accepts_packets_from_ffmpeg_libopus_at_48k(speech_8k):
     assert abs(peak_hz - 1000) < 10
 
 
-def test_corrupt_packet_raises_codec_error_not_a_crash():
+def test_corrupt_packet_raises_a_remote_payload_error():
     dec = create_decoder("opus")
-    with pytest.raises(CodecError):
+    with pytest.raises(PayloadError):
         dec.decode(b"\xff\xff\xff")  # code 3 TOC with an impossible frame count
 
 

@@ -8,6 +8,8 @@ Opus with 8 kHz input and output is 3-4x cheaper than at 48 kHz (docs/media-prim
   and returns one RTP payload.
 * ``Decoder.decode(payload)`` returns the int16 samples of one payload (160 for a 20 ms
   packet at 8 kHz; a peer may send other packet durations, so do not assume the length).
+  An empty payload (a hole-punch packet) is treated as a lost packet; an undecodable one
+  raises :class:`PayloadError`.
 * ``Decoder.conceal(next_payload=None)`` returns one frame replacing a lost packet:
   Opus uses libopus PLC, or in-band FEC recovered from ``next_payload`` when the jitter
   buffer already holds the packet after the gap; G.711 repeats the last frame attenuated,
@@ -29,6 +31,7 @@ __all__ = [
     "CodecInfo",
     "Decoder",
     "Encoder",
+    "PayloadError",
     "create_decoder",
     "create_encoder",
 ]
@@ -38,6 +41,10 @@ FRAME_MS = 20
 
 class CodecError(RuntimeError):
     """A codec library failed or was misused (local error)."""
+
+
+class PayloadError(ValueError):
+    """The peer sent a payload the decoder cannot decode (remote error: treat it as lost)."""
 
 
 class Encoder(Protocol):

@@ -137,6 +137,8 @@ class G711Decoder:
         self.max_repeats = max_repeats
 
     def decode(self, payload: bytes) -> np.ndarray:
+        if not payload:  # a hole-punch packet carries no audio: treat it as a loss
+            return self.conceal()
         pcm = self._table[np.frombuffer(payload, dtype=np.uint8)]
         self._last = pcm
         self._lost_run = 0

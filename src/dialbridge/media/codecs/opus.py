@@ -25,7 +25,7 @@ import threading
 
 import numpy as np
 
-from . import CODECS, CodecError, CodecInfo
+from . import CODECS, CodecError, CodecInfo, PayloadError
 
 __all__ = [
     "OPUS_APPLICATION_AUDIO",
@@ -297,14 +297,14 @@ class OpusDecoder:
         self.fec_frames = 0
 
     def decode(self, payload: bytes) -> np.ndarray:
-        """Decode one packet. A corrupt packet raises CodecError (treat it as lost)."""
+        """Decode one packet. A corrupt packet raises PayloadError (treat it as lost)."""
         if not payload:
             return self.conceal()
         n = self._lib.opus_decode(
             self._st, payload, len(payload), self._buf_addr, len(self._buf), 0
         )
         if n < 0:
-            _check(self._lib, n, "opus_decode")
+            raise PayloadError(f"opus_decode: {self._lib.opus_strerror(n).decode()} ({n})")
         return self._buf[:n].copy()
 
     def conceal(self, next_payload: bytes | None = None, samples: int | None = None) -> np.ndarray:
