@@ -29,6 +29,8 @@ answers listed above. The TU must answer every :class:`InDialogRequest` and
 from __future__ import annotations
 
 import enum
+import heapq
+import itertools
 import logging
 from collections import deque
 from collections.abc import Iterable
@@ -103,6 +105,8 @@ class Dialog:
     _pending_reinvite_in: ServerTransaction | None = field(default=None, repr=False)
     # INVITE client transactions whose ACK context lives as long as the dialog.
     _invite_transactions: list[ClientTransaction] = field(default_factory=list, repr=False)
+    # CSeq numbers of our 2xx still being retransmitted (§13.3.1.4).
+    _ok_cseqs: set[int] = field(default_factory=set, repr=False)
 
     @property
     def id(self) -> tuple[str, str, str]:
@@ -358,6 +362,9 @@ class DialogLayer:
         self._invites: dict[ClientTransaction, _InviteContext] = {}
         self._requests: dict[ClientTransaction, Dialog] = {}
         self._ok_retransmissions: dict[tuple[tuple[str, str, str], int], _OkRetransmission] = {}
+        # (deadline, sequence, key): lazily pruned, so each timer costs O(log n) under load.
+        self._ok_heap: list[tuple[float, int, tuple[tuple[str, str, str], int]]] = []
+        self._ok_sequence = itertools.count()
 
     # -- inputs -------------------------------------------------------------------------------
 
@@ -367,15 +374,24 @@ class DialogLayer:
 
     def handle_timer(self, now: float) -> None:
         self.transactions.handle_timer(now)
-        for key, retransmission in list(self._ok_retransmissions.items()):
+        heap = self._ok_heap
+        while heap and heap[0][0] <= now:
+            deadline, _, key = heapq.heappop(heap)
+            retransmission = self._ok_retransmissions.get(key)
+            if retransmission is None or retransmission.next_at != deadline:
+                continue  # ACKed, ended or rescheduled since
             if now >= retransmission.give_up_at:
                 del self._ok_retransmissions[key]
                 self._ack_never_came(retransmission.dialog, now)
-            elif now >= retransmission.next_at:
-                self.transactions.send_stateless(retransmission.response, retransmission.flow)
-                retransmission.interval = min(2 * retransmission.interval, self.settings.t2)
-                retransmission.next_at = now + retransmission.interval
+                continue
+            self.transactions.send_stateless(retransmission.response, retransmission.flow)
+            retransmission.interval = min(2 * retransmission.interval, self.settings.t2)
+            self._schedule_ok(key, retransmission, now + retransmission.interval)
         self._drain(now)
+
+    def _schedule_ok(self, key: tuple, retransmission: _OkRetransmission, at: float) -> None:
+        retransmission.next_at = min(at, retransmission.give_up_at)
+        heapq.heappush(self._ok_heap, (retransmission.next_at, next(self._ok_sequence), key))
 
     def send_request(
         self, request: Request, flow: Flow, now: float, *, dialog: Dialog | None = None
@@ -435,12 +451,17 @@ class DialogLayer:
     # -- outputs ------------------------------------------------------------------------------
 
     def get_timer(self) -> float | None:
-        deadlines = [r.next_at for r in self._ok_retransmissions.values()]
-        deadlines += [r.give_up_at for r in self._ok_retransmissions.values()]
+        heap = self._ok_heap
+        while heap:
+            deadline, _, key = heap[0]
+            retransmission = self._ok_retransmissions.get(key)
+            if retransmission is not None and retransmission.next_at == deadline:
+                break
+            heapq.heappop(heap)
         timer = self.transactions.get_timer()
-        if timer is not None:
-            deadlines.append(timer)
-        return min(deadlines) if deadlines else None
+        if heap and (timer is None or heap[0][0] < timer):
+            return heap[0][0]
+        return timer
 
     def next_event(self) -> DialogEvent | None:
         return self._events.popleft() if self._events else None
@@ -575,7 +596,10 @@ class DialogLayer:
                 interval=self.settings.t1,
                 give_up_at=now + 64 * self.settings.t1,
             )
-            self._ok_retransmissions[(dialog.id, request.cseq[0])] = retransmission
+            key = (dialog.id, request.cseq[0])
+            self._ok_retransmissions[key] = retransmission
+            dialog._ok_cseqs.add(request.cseq[0])
+            self._schedule_ok(key, retransmission, now + self.settings.t1)
         return dialog
 
     def _on_ack(self, ack: Request) -> None:
@@ -591,6 +615,7 @@ class DialogLayer:
         retransmission = self._ok_retransmissions.pop((key, ack.cseq[0]), None)
         if retransmission is None:
             return  # a retransmitted ACK
+        dialog._ok_cseqs.discard(ack.cseq[0])
         self._emit(DialogAckReceived(dialog, ack))
 
     def _ack_never_came(self, dialog: Dialog, now: float) -> None:
@@ -724,8 +749,9 @@ class DialogLayer:
             return
         dialog.state = DialogState.TERMINATED
         dialog.end_reason = reason
-        for key in [k for k in self._ok_retransmissions if k[0] == dialog.id]:
-            del self._ok_retransmissions[key]
+        for cseq in dialog._ok_cseqs:
+            self._ok_retransmissions.pop((dialog.id, cseq), None)
+        dialog._ok_cseqs.clear()
         self.dialogs.pop(dialog.id, None)
         for transaction in dialog._invite_transactions:
             self._invites.pop(transaction, None)

@@ -372,6 +372,12 @@ class IncomingCall:
         #: Resolves when the caller cancels before we answer.
         self.cancelled: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.dialog: DialogHandle | None = None
+        self._give_up: asyncio.TimerHandle | None = None
+
+    def _settle(self) -> None:
+        if self._give_up is not None:
+            self._give_up.cancel()
+            self._give_up = None
 
     @property
     def offer(self) -> bytes | None:
@@ -773,6 +779,7 @@ class UserAgent:
         elif isinstance(event, InviteCancelled):
             call = self._incoming.pop(event.transaction, None)
             if call is not None:
+                call._settle()
                 call.state = "cancelled"
                 if not call.cancelled.done():
                     call.cancelled.set_result(None)
@@ -877,7 +884,9 @@ class UserAgent:
         except TransactionError as exc:
             raise CallStateError(str(exc)) from exc
         if response.status >= 200:
-            self._incoming.pop(transaction, None)
+            settled = self._incoming.pop(transaction, None)
+            if settled is not None:
+                settled._settle()
         if dialog is not None and 200 <= response.status < 300 and dialog.user_data is None:
             handle = DialogHandle(self, dialog, local_sdp=response.body or None, remote_sdp=None)
             self._handles.add(handle)
@@ -957,7 +966,9 @@ class UserAgent:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         # The router owns the call, but an INVITE must not stay unanswered for ever.
-        loop.call_later(self.config.unanswered_timeout, self._give_up_unanswered, call)
+        call._give_up = loop.call_later(
+            self.config.unanswered_timeout, self._give_up_unanswered, call
+        )
 
     async def _run_router(self, call: IncomingCall) -> None:
         assert self.router is not None
