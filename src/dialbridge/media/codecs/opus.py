@@ -242,7 +242,7 @@ class OpusEncoder:
         )
         if n < 0:
             _check(self._lib, n, "opus_encode")
-        return self._out.raw[:n]
+        return ctypes.string_at(self._out, n)
 
     def __del__(self) -> None:
         st = getattr(self, "_st", None)
