@@ -246,3 +246,15 @@ def test_tone_active_follows_the_tone_and_results_iterate_over_events():
 def test_frames_of_other_sizes_are_refused():
     with pytest.raises(ValueError):
         InbandDtmfDetector().process(np.zeros(320, dtype=np.int16))
+
+
+@pytest.mark.parametrize("level", [-25, 0])
+def test_digits_survive_an_opus_round_trip(level):
+    # A SIP phone on Opus that sends its tones in-band: SILK keeps them detectable.
+    from dialbridge.media.codecs import create_decoder, create_encoder
+
+    pcm = to_int16(digit_train(ALL_DIGITS, level, snr_db=15.0, tone_s=0.06, pause_s=0.06))
+    pcm = pcm[: len(pcm) // 160 * 160]
+    enc, dec = create_encoder("opus"), create_decoder("opus")
+    out = np.concatenate([dec.decode(enc.encode(f)) for f in pcm.reshape(-1, 160)])
+    assert digits_of(detect(out)[1]) == ALL_DIGITS
