@@ -471,3 +471,43 @@ async def test_keep_registered_refreshes_with_same_call_id_and_unregisters():
     finally:
         await client.close()
         await server.close()
+
+
+def test_call_with_info_and_bye_works_on_uvloop():
+    uvloop = pytest.importorskip("uvloop")
+
+    async def scenario():
+        answerer = Answerer()
+        trust = [Trunk.from_cidrs("lo", ["127.0.0.0/8"])]
+        async with (
+            UserAgent(config("tcp", trunks=trust)) as server,
+            UserAgent(config("tcp", trunks=trust), router=answerer) as peer,
+        ):
+            assert isinstance(asyncio.get_running_loop(), uvloop.Loop)
+            host, port = peer.local_addresses["tcp"]
+            call = await server.invite(f"sip:x@{host}:{port};transport=tcp", sdp=SDP_OFFER)
+            dialog = await wait(call.answered())
+            assert (await wait(dialog.info("application/json", "{}"))).status == 200
+            assert (await wait(dialog.bye())).status == 200
+            return call.flow.transport
+
+    assert uvloop.run(scenario()) == "tcp"
+
+
+async def test_2xx_crossing_our_cancel_is_hung_up_at_once():
+    answerer = Answerer(ring=False)
+    trust = [Trunk.from_cidrs("lo", ["127.0.0.0/8"])]
+    server = await start(UserAgent(config(trunks=trust)))
+    peer = await start(UserAgent(config(trunks=trust), router=answerer))
+    try:
+        host, port = peer.local_addresses["udp"]
+        call = await server.invite(f"sip:x@{host}:{port}", sdp=SDP_OFFER)
+        await call.cancel()  # before any provisional: the CANCEL waits (§9.1), the 200 wins
+        final = await wait(call.final)
+        assert final.status == 200
+        theirs = (await wait(answerer.calls.get())).dialog
+        assert await wait(theirs.terminated) == "remote bye"
+        assert await wait(call.dialog.terminated) == "bye"
+    finally:
+        await peer.close()
+        await server.close()

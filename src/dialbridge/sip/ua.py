@@ -31,7 +31,7 @@ import itertools
 import logging
 import ssl
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from .auth import AuthParseError, DigestClient
@@ -681,9 +681,7 @@ class UserAgent:
                         expires: int = 600, retry_after: float = 30.0) -> Registration:  # fmt: skip
         """Register ``aor`` with a trunk's registrar and refresh it before it expires."""
         registration = Registration(self, registrar, aor, credentials, expires, retry_after)
-        registration._task = asyncio.get_running_loop().create_task(registration._run())
-        self._tasks.add(registration._task)
-        registration._task.add_done_callback(self._tasks.discard)
+        registration._task = self._spawn(registration._run())
         return registration
 
     # -- transport callbacks (TransportUser) --------------------------------------------------
@@ -873,7 +871,27 @@ class UserAgent:
             call.dialog = handle
             if not call.offerless:
                 handle.acked.set_result(call.request)
+            if call._cancel_requested:
+                # The 2xx crossed our CANCEL (§9.1): the caller gave up, so end the dialog.
+                self._spawn(self._bye_quietly(call, handle))
         call._pending.deliver(response, event.synthetic)
+
+    async def _bye_quietly(self, call: OutgoingCall, handle: DialogHandle) -> None:
+        try:
+            if not handle.acked.done() and call.transaction is not None:
+                # Offerless INVITE: ACK first (empty; the session is torn down at once).
+                self._send_ack(call.transaction, call.final.result(), b"")
+                handle.acked.set_result(call.request)
+            if not handle.dialog.terminated:
+                await handle.bye()
+        except (SipError, RuntimeError) as exc:
+            log.info("BYE after a crossed CANCEL failed: %s", exc)
+
+    def _spawn(self, coro: Coroutine[object, object, None]) -> asyncio.Task:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
 
     # -- server side --------------------------------------------------------------------------
 
@@ -962,9 +980,7 @@ class UserAgent:
             self._incoming.pop(call.transaction, None)
             return
         loop = asyncio.get_running_loop()
-        task = loop.create_task(self._run_router(call))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._spawn(self._run_router(call))
         # The router owns the call, but an INVITE must not stay unanswered for ever.
         call._give_up = loop.call_later(
             self.config.unanswered_timeout, self._give_up_unanswered, call
