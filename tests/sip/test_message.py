@@ -434,3 +434,16 @@ def test_quoted_parameter_ending_in_escaped_quote_is_unterminated():
 def test_via_with_trailing_semicolon_is_malformed():
     with pytest.raises(SipParseError):
         Via.parse("SIP/2.0/UDP host;")
+
+
+def test_typed_views_are_fresh_copies_so_mutating_one_does_not_leak():
+    msg = parse_message(INVITE)
+    first = msg.from_addr
+    first.params["tag"] = "changed"
+    first.uri.params["lr"] = None
+    via = msg.vias[0]
+    via.params["received"] = "1.2.3.4"
+    again = msg.from_addr
+    assert again.tag == "1928301774" and again.uri.params == {}
+    assert "received" not in msg.vias[0].params
+    assert parse_message(INVITE).from_addr.tag == "1928301774"

@@ -433,6 +433,12 @@ class SipUri:
 
     @classmethod
     def parse(cls, text: str) -> SipUri:
+        if len(text) > _CACHEABLE:
+            return cls._parse(text)
+        return _clone_uri(_cached_uri(text))
+
+    @classmethod
+    def _parse(cls, text: str) -> SipUri:
         text = text.strip(_WS)
         scheme, colon, rest = text.partition(":")
         if not colon or not _SCHEME_RE.match(scheme):
@@ -597,6 +603,13 @@ class NameAddr:
 
     @classmethod
     def parse(cls, text: str) -> NameAddr:
+        if len(text) > _CACHEABLE:
+            return cls._parse(text)
+        proto = _cached_name_addr(text)
+        return NameAddr(_clone_uri(proto.uri), proto.display_name, dict(proto.params))
+
+    @classmethod
+    def _parse(cls, text: str) -> NameAddr:
         text = text.strip(_WS)
         if not text:
             raise SipParseError("Empty address")
@@ -684,6 +697,13 @@ class Via:
 
     @classmethod
     def parse(cls, text: str) -> Via:
+        if len(text) > _CACHEABLE:
+            return cls._parse(text)
+        proto = _cached_via(text)
+        return Via(proto.transport, proto.host, proto.port, dict(proto.params))
+
+    @classmethod
+    def _parse(cls, text: str) -> Via:
         match = _VIA_PROTO_RE.match(text.strip(_WS))
         if not match:
             raise SipParseError("Bad Via")
@@ -711,6 +731,34 @@ class Via:
     @property
     def branch(self) -> str | None:
         return self.params.get("branch")
+
+
+# The same header values are parsed again and again (validation, then each property access, and
+# retransmissions). Parse results are cached by text and handed out as copies, since the
+# dataclasses are mutable. Errors are not cached, and long values are not cached at all.
+_CACHEABLE = 512
+
+
+def _clone_uri(uri: SipUri) -> SipUri:
+    return SipUri(
+        uri.scheme, uri.user, uri.password, uri.host, uri.port, dict(uri.params),
+        dict(uri.headers), uri.opaque,
+    )  # fmt: skip
+
+
+@functools.lru_cache(maxsize=2048)
+def _cached_uri(text: str) -> SipUri:
+    return SipUri._parse(text)
+
+
+@functools.lru_cache(maxsize=2048)
+def _cached_name_addr(text: str) -> NameAddr:
+    return NameAddr._parse(text)
+
+
+@functools.lru_cache(maxsize=2048)
+def _cached_via(text: str) -> Via:
+    return Via._parse(text)
 
 
 # ---------------------------------------------------------------------------------------------
