@@ -63,7 +63,7 @@ class LinphonecConfig:
 
 
 _LOG_ENTRY = re.compile(
-    r"(?:received \[\d+\] new bytes from|message sent to) \[(?P<transport>\w+)://(?P<host>[0-9.]+):(?P<port>\d+)\][^\n]*\n",
+    r"(?:received \[\d+\] new bytes from|message sent to) \[(?P<transport>\w+)://(?P<host>[^:\]]+):(?P<port>\d+)\][^\n]*\n",
 )
 
 
@@ -107,7 +107,8 @@ class Linphonec(PeerProcess):
             text = cut_one_message(out[match.end() :])
             if not text.strip() or not re.match(r"^(SIP/2\.0 \d{3}|[A-Z]+ \S+ SIP/2\.0)", text):
                 continue
-            peer = (match["host"], int(match["port"]))
+            host = LOOPBACK if match["host"] == "localhost" else match["host"]  # TLS goes by name
+            peer = (host, int(match["port"]))
             me = (LOOPBACK, self.config.sip_port)
             received = match.group(0).startswith("received")
             records.append(
