@@ -79,3 +79,14 @@ def test_trunk_found_by_digest_user():
     policy = EdgePolicy(trunks=[trunk])
     assert policy.trunk_for_digest_user("carrier1") is trunk
     assert policy.trunk_for_digest_user("other") is None
+
+
+def test_trunks_and_known_sources_are_not_flood_limited_but_scanners_still_dropped():
+    policy = EdgePolicy(
+        trunks=[Trunk.from_cidrs("t", ["198.51.100.0/24"])], flood_rate=1.0, flood_burst=1.0
+    )
+    assert all(policy.admit(req(), "198.51.100.9", 0.0) is None for _ in range(100))
+    assert all(policy.admit(req(), "192.0.2.1", 0.0, known_source=True) is None for _ in range(100))
+    assert policy.admit(req(), "192.0.2.1", 0.0) is None
+    assert policy.admit(req(), "192.0.2.1", 0.0).verdict is Verdict.DROP
+    assert policy.admit(req(user_agent="sipvicious"), "198.51.100.9", 0.0).verdict is Verdict.DROP

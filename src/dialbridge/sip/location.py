@@ -128,6 +128,11 @@ class LocationService:
         self.on_update: Callable[[str, list[Binding]], None] | None = None
         for binding in self.store.load():
             self._bindings.setdefault(binding.aor, []).append(binding)
+        self._flow_keys: set[str] = set()
+        self._index_flows()
+
+    def _index_flows(self) -> None:
+        self._flow_keys = {b.flow_key for group in self._bindings.values() for b in group}
 
     # -- for the registrar --------------------------------------------------------------------
 
@@ -150,6 +155,7 @@ class LocationService:
             self.on_update(aor, list(live))
 
     def _persist(self, now: float) -> None:
+        self._index_flows()
         everything = [b for group in self._bindings.values() for b in group if b.expires_at > now]
         self.store.save(everything)
 
@@ -172,8 +178,7 @@ class LocationService:
 
     def is_registered_flow(self, flow: Flow) -> bool:
         """True when ``flow`` (or, over UDP, its address pair) carried a REGISTER we hold."""
-        key = flow.key
-        return any(b.flow_key == key for group in self._bindings.values() for b in group)
+        return flow.key in self._flow_keys
 
     def flow_closed(self, flow: Flow) -> None:
         if self._flows.get(flow.key) is flow:

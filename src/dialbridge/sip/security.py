@@ -8,6 +8,7 @@ A request from the network is screened in this order, and the first rule that ap
 1. **Scanner User-Agents** (friendly-scanner, sipvicious, sipcli, ...) are dropped: no answer
    tells a scanner that a SIP server lives here.
 2. **Flood limit**: one token bucket per source IP; a request without a token is dropped.
+   Trunk addresses and known sources are exempt (their rate is our call load).
 3. **Trunks by source address**: a source inside a trunk's CIDR allow-list is that trunk.
 4. **REGISTER** goes to the registrar, which does its own digest check.
 5. **Known sources**: a source the caller vouches for (a registered contact's flow, an existing
@@ -113,16 +114,23 @@ class EdgePolicy:
         self, request: Request, source_ip: str, now: float, *, known_source: bool = False
     ) -> Decision:
         """Rules 1-8 in one call."""
-        dropped = self.admit(request, source_ip, now)
+        dropped = self.admit(request, source_ip, now, known_source=known_source)
         if dropped is not None:
             return dropped
         return self.classify(request, source_ip, known_source=known_source)
 
-    def admit(self, request: Request, source_ip: str, now: float) -> Decision | None:
-        """Rules 1-2, before any transaction exists: a DROP decision, or None to go on."""
+    def admit(
+        self, request: Request, source_ip: str, now: float, *, known_source: bool = False
+    ) -> Decision | None:
+        """Rules 1-2, before any transaction exists: a DROP decision, or None to go on.
+
+        Trunk addresses and known sources (a registered Jigasi with many calls) are not
+        flood-limited: their rate is the call load we are here to carry."""
         user_agent = (request.headers.get("User-Agent") or "").lower()
         if user_agent and any(s in user_agent for s in SCANNER_USER_AGENTS):
             return Decision(Verdict.DROP, why=f"scanner user-agent {user_agent!r}")
+        if known_source or self.trunk_for_address(source_ip) is not None:
+            return None
         if not self._take_token(source_ip, now):
             return Decision(Verdict.DROP, why="flood limit")
         return None

@@ -689,7 +689,8 @@ class UserAgent:
     def message_received(self, message: Request | Response, flow: Flow) -> None:
         now = self._now()
         if isinstance(message, Request):
-            dropped = self.policy.admit(message, flow.remote[0], now)
+            known = self.location.is_registered_flow(flow) or flow.remote in self._upstreams
+            dropped = self.policy.admit(message, flow.remote[0], now, known_source=known)
             if dropped is not None:
                 log.info("dropped %s from %s: %s", message.method, flow, dropped.why)
                 return
