@@ -317,3 +317,27 @@ async def test_runs_under_uvloop():
     finally:
         loop.close()
     assert got >= 15
+
+
+def test_rtcp_statistics_count_lost_packets_per_source():
+    from dialbridge.media.session import MediaSession
+
+    leg = MediaSession(
+        "t", RtpParameters("PCMU", 0, remote_rtp=(LOCAL, 4000)), now=0.0, rtcp_interval=100.0
+    )
+    enc = create_encoder("PCMU")
+    silence = enc.encode(np.zeros(160, np.int16))
+    for k in range(100):
+        if k % 20 == 7:  # 5 lost
+            continue
+        seq = (0xFFE0 + k) & 0xFFFF  # crosses the 16-bit wrap
+        leg.receive_rtp(
+            RtpPacket(0, seq, k * 160, 0x55, silence).serialize(), (LOCAL, 4000), k * 0.02
+        )
+    leg.close(2.0)
+    stats = [e for e in leg.pop_events() if isinstance(e, RtcpStats)]
+    assert stats[-1].packets_received == 95 and stats[-1].packets_lost == 5
+    report = parse_rtcp(leg.rtcp_outbox[-1][0])
+    block = report[0].reports[0]
+    assert block.ssrc == 0x55 and block.cumulative_lost == 5
+    assert block.highest_sequence == 0x10000 + ((0xFFE0 + 99) & 0xFFFF)

@@ -266,7 +266,8 @@ class JitterBuffer:
             self._plc_run = 0
             self.stats.played += 1
             pcm = self._decode(payload) if decode else None
-            return self._remember(Frame(FrameKind.AUDIO, pcm, level))
+            self._last_frame = frame = Frame(FrameKind.AUDIO, pcm, level)
+            return frame
 
         following = self._frames.get(ts + self.spf)
         if following is not None or self._frames:

@@ -93,7 +93,7 @@ class Mixer:
         self.stream_timeout = stream_timeout
         self._jb_opts = {"min_delay": min_delay, "max_delay": max_delay}
         self.streams: dict[int, JitterBuffer] = {}
-        self._picked: set[int] = set()
+        self._picked: list[int] = []
         self._last_level: dict[int, int] = {}
         self._loud_at: dict[int, int] = {}  # tick at which each stream was last above quiet
         self._ticks = 0
@@ -127,7 +127,8 @@ class Mixer:
     def remove(self, ssrc: int) -> None:
         """Forget a stream (RTCP BYE, RFC 3550 §6.6)."""
         self.streams.pop(ssrc, None)
-        self._picked.discard(ssrc)
+        if ssrc in self._picked:
+            self._picked.remove(ssrc)
         self._last_level.pop(ssrc, None)
         self._loud_at.pop(ssrc, None)
 
@@ -144,9 +145,10 @@ class Mixer:
         quiet_level = self.quiet_level
         loud_at = self._loud_at
         tick = self._ticks
+        last_picked = self._picked
         for ssrc, jb in streams.items():
             level = jb.peek_level(now)
-            if level == SILENCE_LEVEL and ssrc in self._picked and jb.playing:
+            if level == SILENCE_LEVEL and ssrc in last_picked and jb.playing:
                 level = self._last_level.get(ssrc, SILENCE_LEVEL)  # conceal a loss on it
             if level <= quiet_level:
                 loud_at[ssrc] = tick
@@ -158,22 +160,24 @@ class Mixer:
         if len(ranked) > self.max_streams:
             ranked.sort()
             del ranked[self.max_streams :]
-        picked = {ssrc for _, ssrc in ranked}
+        picked = [ssrc for _, ssrc in ranked]
 
         frames: list[np.ndarray] = []
         sources: list[int] = []
+        silence_kind = FrameKind.SILENCE
         for ssrc, jb in streams.items():
             if ssrc in picked:
                 frame = jb.pop(now, True)
-                if frame.kind is not FrameKind.SILENCE:
+                kind = frame.kind
+                if kind is not silence_kind:
                     frames.append(frame.pcm)
                     sources.append(ssrc)
-                    if frame.kind is FrameKind.AUDIO:
+                    if kind is FrameKind.AUDIO:
                         self._last_level[ssrc] = frame.level
-                    self.decoded_frames += 1
             else:
                 jb.pop(now, False)
-                self.skipped_frames += 1
+        self.decoded_frames += len(frames)
+        self.skipped_frames += len(streams) - len(picked)
         self._picked = picked
         if not frames:
             return MixedFrame(self._silence, (), False)

@@ -85,6 +85,7 @@ Address = tuple[str, int]
 CN_PAYLOAD_TYPE = 13  # RFC 3389 comfort noise (static PT, RFC 3551 Table 4)
 TICK = 0.020
 
+MAX_DROPOUT = 3000  # RFC 3550 A.1
 _HEADER = struct.Struct("!BBHII")
 # Header + RFC 8285 one-byte block with one 1-byte element (id<<4 | len-1=0), 2 pad bytes.
 _HEADER_LEVEL = struct.Struct("!BBHIIHHBBH")
@@ -225,6 +226,7 @@ class MediaSession:
         self.last_rtp = now
         self._timed_out = False
         self._recv_stats: dict[int, rtcp.RtpReceiverStats] = {}
+        self._counters: dict[int, list[int]] = {}  # ssrc -> [received, max seq, cycles, base]
         self.sender_stats = rtcp.RtpSenderStats(self.ssrc, 8000)
         self._next_rtcp = now + self.rtcp_interval * self.rng.uniform(0.5, 1.5)
         self.closed = False
@@ -344,12 +346,18 @@ class MediaSession:
             if self._level_id is not None and self._level_id in packet.extensions:
                 level = packet.extensions[self._level_id][0] & 0x7F
 
-        stats = self._recv_stats.get(ssrc)
-        if stats is None:
-            stats = self._recv_stats[ssrc] = rtcp.RtpReceiverStats(
-                ssrc, self.codec.clock_rate, probation=0
-            )
-        stats.on_rtp(seq, ts, now)
+        # RFC 3550 A.1 bookkeeping, kept to three integers per packet; the full
+        # RtpReceiverStats is brought up to date only when a report is due (_sync_stats).
+        counters = self._counters.get(ssrc)
+        if counters is None:
+            self._counters[ssrc] = [1, seq, 0, seq]
+        else:
+            counters[0] += 1
+            delta = (seq - counters[1]) & 0xFFFF
+            if 0 < delta < MAX_DROPOUT:
+                if seq < counters[1]:
+                    counters[2] += 0x10000  # sequence number wrapped
+                counters[1] = seq
 
         if pt == self._audio_pt:
             self.mixer.push_payload(ssrc, seq, ts, payload, now, level)
@@ -427,7 +435,7 @@ class MediaSession:
         wall = now + self.wallclock_offset
         for pkt in packets:
             if isinstance(pkt, rtcp.SenderReport):
-                stats = self._recv_stats.get(pkt.ssrc)
+                stats = self._sync_stats().get(pkt.ssrc)
                 if stats is not None:
                     stats.on_sender_report(pkt, now)
                 blocks = pkt.reports
@@ -438,6 +446,7 @@ class MediaSession:
                     for ssrc in pkt.sources:  # RFC 3550 §6.6: that source is gone
                         self.mixer.remove(ssrc)
                         self._recv_stats.pop(ssrc, None)
+                        self._counters.pop(ssrc, None)
                 continue
             for block in blocks:
                 if block.ssrc == self.ssrc:
@@ -543,8 +552,26 @@ class MediaSession:
             self._next_rtcp = now + self.rtcp_interval * self.rng.uniform(0.5, 1.5)
             self._send_report(now)
 
+    def _sync_stats(self) -> dict[int, rtcp.RtpReceiverStats]:
+        """Bring the per-source RTCP statistics up to date from the per-packet counters."""
+        for ssrc, (received, max_seq, cycles, base_seq) in self._counters.items():
+            stats = self._recv_stats.get(ssrc)
+            if stats is None:
+                stats = self._recv_stats[ssrc] = rtcp.RtpReceiverStats(
+                    ssrc, self.codec.clock_rate, probation=0
+                )
+                stats.base_seq = base_seq
+                stats._started = True
+            stats.received = received
+            stats.max_seq = max_seq
+            stats.cycles = cycles
+            jb = self.mixer.streams.get(ssrc)
+            if jb is not None:  # the jitter buffer keeps the same RFC 3550 A.8 estimate
+                stats.jitter = jb.stats.jitter
+        return self._recv_stats
+
     def _send_report(self, now: float, bye: bool = False) -> None:
-        blocks = tuple(s.report_block(now) for s in list(self._recv_stats.values())[:31])
+        blocks = tuple(s.report_block(now) for s in list(self._sync_stats().values())[:31])
         wall = now + self.wallclock_offset
         if self._last_sent is not None:
             # The counters live in the session (cheap per packet); hand them over here.
