@@ -75,6 +75,18 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def start_sipp_uas(transport: str, port: int, cpu: int | None) -> subprocess.Popen:
+    """The --baseline server: SIPp's built-in uas, to show what the driver itself sustains."""
+    proc = subprocess.Popen(
+        ["sipp", "-sn", "uas", "-i", LOOPBACK, "-p", str(port), "-t", {"udp": "u1", "tcp": "t1"}[transport],
+         "-nostdin", "-timeout", "600s"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        preexec_fn=(lambda: os.sched_setaffinity(0, {cpu})) if cpu is not None else None,
+    )  # fmt: skip
+    time.sleep(0.5)
+    return proc
+
+
 def start_server(transport: str, port: int, cpu: int | None) -> subprocess.Popen:
     env = dict(os.environ, PYTHONPATH=str(REPO / "src"))
     proc = subprocess.Popen(
@@ -144,6 +156,9 @@ def main() -> int:
     parser.add_argument(
         "--no-pin", action="store_true", help="do not pin the UAS and SIPp to CPUs 0 and 1"
     )
+    parser.add_argument(
+        "--baseline", action="store_true", help="drive SIPp's own uas instead of dialbridge"
+    )
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -159,8 +174,10 @@ def main() -> int:
     two_cores = len(os.sched_getaffinity(0)) >= 2 and not args.no_pin
     server_cpu, sipp_cpu = (0, 1) if two_cores else (None, None)
     port = free_port()
-    server = start_server(args.transport, port, server_cpu)
-    print(f"SIP CPS bench: {args.transport.upper()}, dialbridge UAS pid {server.pid}"
+    start = start_sipp_uas if args.baseline else start_server
+    server = start(args.transport, port, server_cpu)
+    who = "SIPp uas (baseline)" if args.baseline else "dialbridge UAS"
+    print(f"SIP CPS bench: {args.transport.upper()}, {who} pid {server.pid}"
           f"{' on CPU 0, SIPp on CPU 1' if two_cores else ''}, {args.seconds:g} s per step, "
           f"load average before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")  # fmt: skip
     # "ceiling": calls/s one fully busy core would carry at this step's CPU cost per call
@@ -192,8 +209,8 @@ def main() -> int:
     if best is None:
         print("RESULT: no step completed without failed calls")
         return 1
-    print(f"RESULT: {best['achieved']:.0f} call set-ups/s at 0 failed calls over {args.transport.upper()} "
-          f"(offered {best['offered']}/s); dialbridge UAS CPU {best['cpu_pct']:.0f}% of one core, "
+    print(f"RESULT: {who}: {best['achieved']:.0f} call set-ups/s at 0 failed calls over {args.transport.upper()} "
+          f"(offered {best['offered']}/s); {who} CPU {best['cpu_pct']:.0f}% of one core, "
           f"{best['cpu_us_per_call']:.0f} µs per call (one-core ceiling ~{1e6 / best['cpu_us_per_call']:.0f}/s); "
           f"load average after: {os.getloadavg()[0]:.2f}")  # fmt: skip
     return 0
