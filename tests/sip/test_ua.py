@@ -511,3 +511,37 @@ async def test_2xx_crossing_our_cancel_is_hung_up_at_once():
     finally:
         await peer.close()
         await server.close()
+
+
+async def test_udp_binding_survives_a_registrar_restart(tmp_path):
+    from dialbridge.sip.location import JsonFileBindingStore
+    from tests.sip.peers.ports import free_port
+
+    port = free_port()
+    store_path = tmp_path / "bindings.json"
+
+    def registrar_config():
+        return UserAgentConfig(
+            udp=[(LO, port)], domain="dialbridge.test", users={"jigasi": "secret"},
+            binding_store=JsonFileBindingStore(store_path),
+        )  # fmt: skip
+
+    answerer = Answerer(ring=False)
+    jigasi = await start(UserAgent(config(), router=answerer))
+    try:
+        first = await start(UserAgent(registrar_config()))
+        await register_jigasi(jigasi, first, "udp")
+        await first.close()
+        second = await start(UserAgent(registrar_config()))
+        try:
+            (reachable,) = second.location.lookup("jigasi", __import__("time").time())
+            assert reachable.flow is not None and reachable.flow.local[1] == port
+            call = await second.invite(reachable.uri, sdp=SDP_OFFER, via_flow=reachable.flow)
+            dialog = await wait(call.answered())
+            incoming = await wait(answerer.calls.get())
+            assert incoming.flow.remote == (LO, port)  # still from the registrar's port
+            await wait(dialog.bye())
+        finally:
+            await second.close()
+    finally:
+        await jigasi.close()

@@ -55,9 +55,14 @@ class _UdpEndpoint(asyncio.DatagramProtocol):
         self.owner = owner
         self.local = local
         self.transport: asyncio.DatagramTransport | None = None
+        self.closed = asyncio.get_running_loop().create_future()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.closed.done():
+            self.closed.set_result(None)
 
     def datagram_received(self, data: bytes, addr: tuple) -> None:
         remote = (addr[0], addr[1])
@@ -254,6 +259,11 @@ class SipTransports:
         for endpoint in self._udp.values():
             if endpoint.transport is not None:
                 endpoint.transport.close()
+        # Wait for the sockets to be really closed, so the ports can be bound again at once.
+        waiting = [e.closed for e in self._udp.values() if e.transport is not None]
+        waiting += [c.closed for c in self._connections.values()]
+        if waiting:
+            await asyncio.wait(waiting, timeout=1.0)
         for server in self._servers:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(server.wait_closed(), 1.0)
