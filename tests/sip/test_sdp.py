@@ -356,3 +356,9 @@ def test_malformed_sdp_raises_sdp_parse_error(bad):
     with pytest.raises(SdpParseError) as err:
         parse_sdp(bad)
     assert err.value.status == 400
+
+
+def test_audio_stream_without_any_connection_address_is_refused():
+    offer = parse_sdp(JIGASI_ANSWER.replace("c=IN IP4 10.0.0.5\r\n", ""))
+    with pytest.raises(OfferAnswerError):
+        create_answer(offer, JIGASI_SIDE)

@@ -699,7 +699,13 @@ def create_answer(offer: SessionDescription, local: LocalMedia) -> SessionDescri
     answer = _session_shell(local)
     accepted = False
     for offered in offer.media:
-        if accepted or offered.media != "audio" or offered.port == 0 or not _is_plain_rtp(offered):
+        unusable = (
+            offered.media != "audio"
+            or offered.port == 0
+            or not _is_plain_rtp(offered)
+            or offer.media_connection(offered) is None  # nowhere to send to (RFC 4566 §5.7)
+        )
+        if accepted or unusable:
             answer.media.append(_rejected(offered))
             continue
         chosen = _answer_audio(offer, offered, local)
