@@ -370,3 +370,30 @@ async def test_loopback_capture_sees_sipp_messages_with_their_ports(
     assert invites[0].transport == transport.upper()
     oks = [m for m in messages if m.status == 200 and m.cseq_method == "INVITE"]
     assert oks and all(m.src == (LOOPBACK, server.local_port) for m in oks)
+
+
+async def test_private_netns_has_only_loopback_and_sipp_runs_inside_it(sipp_binary, peer_dir):
+    from tests.sip.peers.netns import private_netns_argv
+
+    probe = await asyncio.create_subprocess_exec(
+        *private_netns_argv(["ip", "-o", "link"]),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await asyncio.wait_for(probe.communicate(), 10)
+    if probe.returncode != 0 and b"Operation not permitted" in out:
+        pytest.skip("unshare -n needs root or user namespaces here")
+    interfaces = [line.split(":")[1].strip() for line in out.decode().splitlines()]
+    assert interfaces == ["lo"]
+    # a SIPp pair entirely inside one namespace: uas in the background, uac in front
+    port_a, port_b = free_port(), free_port()
+    script = (
+        f"sipp -sn uas -i 127.0.0.1 -p {port_a} -m 1 -nostdin -timeout 10s >/dev/null 2>&1 & "
+        f"sleep 0.3; sipp -sn uac 127.0.0.1:{port_a} -i 127.0.0.1 -p {port_b} -m 1 -nostdin "
+        f"-timeout 10s >/dev/null 2>&1; echo uac=$?; wait; echo uas=$?"
+    )
+    proc = await asyncio.create_subprocess_exec(
+        *private_netns_argv(["sh", "-c", script]), stdout=asyncio.subprocess.PIPE, cwd=peer_dir
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), 30)
+    assert out.decode().split() == ["uac=0", "uas=0"]
