@@ -97,7 +97,10 @@ async def test_invite_to_registered_ua_leaves_from_its_register_flow(kind):
     try:
         await register_jigasi(jigasi, server, kind)
         (reachable,) = server.location.lookup("jigasi", __import__("time").time())
-        call = await server.invite(reachable.uri, sdp=SDP_OFFER, via_flow=reachable.flow)
+        call = await server.invite(
+            reachable.uri, sdp=SDP_OFFER, via_flow=reachable.flow,
+            headers={"X-Room-Name": "room@conference.meet.example", "Jitsi-Conference-Room-Pass": "pw"},
+        )  # fmt: skip
         statuses = [r.status async for r in call.responses()]
         assert statuses[-1] == 200 and 180 in statuses
         dialog = await wait(call.answered())
@@ -108,6 +111,10 @@ async def test_invite_to_registered_ua_leaves_from_its_register_flow(kind):
             assert incoming.flow.connection is not None
             assert reachable.flow.connection is not None
         assert incoming.flow.transport == kind
+        # Jigasi looks headers up by exact spelling (jigasi-protocol.md §1.2).
+        raw = incoming.request.to_bytes()
+        assert b"\r\nX-Room-Name: room@conference.meet.example\r\n" in raw
+        assert b"\r\nJitsi-Conference-Room-Pass: pw\r\n" in raw
         assert dialog.remote_sdp == SDP_ANSWER
         # BYE from the server ends both sides.
         bye = await wait(dialog.bye())
