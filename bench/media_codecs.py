@@ -4,8 +4,9 @@
     .venv/bin/python bench/media_codecs.py --quality  # + Opus PESQ table (needs `pesq`)
 
 Each figure is the median over ``--runs`` runs (range in brackets); each run times every
-frame of ~10 s of espeak-ng speech (500 frames) once and divides. Single thread. The numbers
-are noisy on a shared VM: compare rows measured in the same invocation.
+frame of ~10 s of espeak-ng speech (500 frames) once and divides. Single thread, measured in
+CPU time of this thread (``time.thread_time``), so other processes competing for the cores
+inflate the figures less than wall-clock timing would; cache and frequency effects remain.
 """
 
 from __future__ import annotations
@@ -62,10 +63,10 @@ def speech(rate: int) -> np.ndarray:
 def timeit(fn: Callable[[object], object], items: list, runs: int) -> tuple[float, float, float]:
     per_run = []
     for _ in range(runs):
-        t0 = time.perf_counter()
+        t0 = time.thread_time()
         for item in items:
             fn(item)
-        per_run.append((time.perf_counter() - t0) / len(items) * 1e6)
+        per_run.append((time.thread_time() - t0) / len(items) * 1e6)
     return statistics.median(per_run), min(per_run), max(per_run)
 
 
@@ -86,7 +87,7 @@ def main() -> None:
     f8 = list(s8.reshape(-1, 160))
     f48 = list(s48.reshape(-1, 960))
     print(f"libopus: {opus.libopus_version()} ({opus.libopus_path()})")
-    print(f"{len(f8)} frames of speech; µs per 20 ms frame, median of {runs} runs [range]\n")
+    print(f"{len(f8)} frames of speech; CPU µs per 20 ms frame, median of {runs} runs [range]\n")
 
     # -- G.711 --
     row("G.711 µ-law encode (numpy LUT)", timeit(g711.ulaw_encode, f8, runs))
