@@ -422,15 +422,25 @@ class InbandDtmfDetector:
     A window holds a digit when, for the strongest tone of each group:
     * its frequency is within ±``max_freq_error`` (2.5 %) of nominal;
     * each tone is at least ``min_tone_dbm0`` and together at least ``min_total_dbm0``;
-    * twist: high group at most ``max_high_over_low_db`` (4 dB) above the low group, and at
-      most ``max_low_over_high_db`` (8 dB) below it;
-    * the two tones carry at least ``min_energy_share`` of the window's power (speech and
-      music spread their energy over many harmonics, a dual tone does not);
-    * the second-strongest tone of each group is at least ``min_second_peak_db`` weaker.
+    * twist: the high group at most ``max_high_over_low_db`` (5 dB) above the low group
+      ("forward" twist) and at most ``max_low_over_high_db`` (9 dB) below it ("reverse"):
+      the requirement is 4 / 8 dB, the cut sits 1 dB outside it for noise;
+    * the two tones carry at least ``min_energy_share`` (85 %) of the window's power: speech
+      and music spread their energy over many harmonics, a dual tone does not (this also
+      covers a second-harmonic test: harmonic energy counts against the share);
+    * the second-strongest tone of each group is ``min_second_peak_db`` (2 dB) weaker.
+    Windows quieter than ``min_total_dbm0`` skip the DFT.
 
-    Timing (Q.24: recognise >= 40 ms tones, >= 40 ms pauses): a digit starts after two
+    Timing (Q.24: recognise >= 40 ms tones and >= 40 ms pauses): a digit starts after two
     consecutive windows agree (any tone of 40 ms or more contains two full windows) and ends
-    after two consecutive windows without it (any 40 ms pause contains two).
+    after ``end_misses`` (3) windows without it: a 40 ms pause ends it (two windows inside the
+    pause, and the ones overlapping its edges hold too little tone to pass), a 10 ms drop-out
+    does not. ``DigitEvent`` comes at the end with the measured duration; ``DigitStarted`` on
+    confirmation with ``report_start=True``. Each result (and ``tone_active``) says whether
+    the frame held a tone, so the bridge can blank it in the audio it forwards.
+
+    Levels are in dBm0 per G.711 (:data:`DBM0_SINE_AMPLITUDE`); a dual-tone level is the total
+    power of the pair.
     """
 
     HOP = 80
