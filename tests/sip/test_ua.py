@@ -552,3 +552,42 @@ async def test_udp_binding_survives_a_registrar_restart(tmp_path):
             await second.close()
     finally:
         await jigasi.close()
+
+
+async def test_every_in_dialog_request_from_the_peer_gets_a_final_answer_at_once():
+    answerer = Answerer(ring=False)
+    trust = [Trunk.from_cidrs("lo", ["127.0.0.0/8"])]
+    server = await start(UserAgent(config(trunks=trust)))
+    peer = await start(UserAgent(config(trunks=trust), router=answerer))
+    try:
+        host, port = peer.local_addresses["udp"]
+        call = await server.invite(f"sip:x@{host}:{port}", sdp=SDP_OFFER)
+        ours = await wait(call.answered())
+        ours.on_info = lambda request: 415 if b"bad" in request.body else None
+        theirs = (await wait(answerer.calls.get())).dialog
+        await wait(theirs.acked)
+        results = {}
+        for method, body, ctype in [
+            ("INFO", b"", None),                       # no Content-Type (Jigasi heartbeat case)
+            ("INFO", b'{"t":11}', "application/json"),
+            ("INFO", b"bad", "application/json"),
+            ("OPTIONS", b"", None),
+            ("UPDATE", b"", None),
+            ("UPDATE", SDP_ANSWER, "application/sdp"),
+            ("NOTIFY", b"", None),
+            ("MESSAGE", b"hi", "text/plain"),
+            ("REFER", b"", None),
+        ]:  # fmt: skip
+            response = await wait(theirs.request(method, body=body, content_type=ctype))
+            results[(method, body)] = response.status
+        assert results[("INFO", b"")] == 200
+        assert results[("INFO", b'{"t":11}')] == 200
+        assert results[("INFO", b"bad")] == 415  # on_info decided
+        assert results[("OPTIONS", b"")] == 200
+        assert results[("UPDATE", b"")] == 200 and results[("UPDATE", SDP_ANSWER)] == 200
+        assert results[("NOTIFY", b"")] == 405 and results[("REFER", b"")] == 405
+        assert all(status >= 200 and status != 408 for status in results.values())
+        assert not ours.is_terminated
+    finally:
+        await peer.close()
+        await server.close()
