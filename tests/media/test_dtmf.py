@@ -337,3 +337,23 @@ def test_build_dtmf_relay_matches_what_jigasi_sends():
     # jigasi-protocol.md §6.1: SIP_INFO_DTMF sends "Signal=<d>\r\nDuration=<ms>\r\n"
     assert build_dtmf_relay("5", 160) == "Signal=5\r\nDuration=160\r\n"
     assert parse_dtmf_relay(build_dtmf_relay("D", 90)) == DigitEvent("D", 90, "info")
+
+
+@given(st.binary(max_size=64))
+def test_arbitrary_info_bodies_parse_or_raise_dtmf_parse_error(body):
+    for parse in (parse_dtmf_relay, parse_application_dtmf):
+        try:
+            event = parse(body)
+        except DtmfParseError:
+            continue
+        assert event.digit in "0123456789*#ABCD" and event.duration_ms >= 0
+
+
+@given(st.binary(max_size=8))
+def test_arbitrary_telephone_event_payloads_parse_or_raise(payload):
+    try:
+        ev = TelephoneEvent.parse(payload)
+    except DtmfParseError:
+        assert len(payload) < 4
+        return
+    assert TelephoneEvent.parse(ev.serialize()) == ev
