@@ -258,3 +258,56 @@ def test_digits_survive_an_opus_round_trip(level):
     enc, dec = create_encoder("opus"), create_decoder("opus")
     out = np.concatenate([dec.decode(enc.encode(f)) for f in pcm.reshape(-1, 160)])
     assert digits_of(detect(out)[1]) == ALL_DIGITS
+
+
+# -- sounds shipped by the Debian peers: real-world vectors ------------------------------------
+
+BARESIP_SOUNDS = "/usr/share/baresip"
+LINPHONE_SOUNDS = "/usr/share/sounds/linphone"
+
+
+def load_with_sox(path: str) -> np.ndarray:
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    if shutil.which("sox") is None or not Path(path).exists():
+        pytest.skip(f"{path} or sox missing (Debian baresip-core / linphone-common / sox)")
+    raw = subprocess.run(
+        ["sox", path, "-r", "8000", "-c", "1", "-b", "16", "-t", "raw", "-"],
+        check=True,
+        capture_output=True,
+        timeout=30,
+    ).stdout
+    return np.frombuffer(raw, dtype="<i2").astype(np.int16)
+
+
+def test_baresip_keypad_sounds_are_their_digits():
+    # baresip plays these 400 ms DTMF files (44.1 kHz) as key feedback; sox converts to 8 kHz.
+    names = {str(d): d for d in "0123456789"} | {"star": "*", "route": "#"}
+    for name, digit in names.items():
+        pcm = load_with_sox(f"{BARESIP_SOUNDS}/sound{name}.wav")
+        pcm = np.concatenate([np.zeros(800, dtype=np.int16), pcm, np.zeros(1600, dtype=np.int16)])
+        assert digits_of(detect(pcm)[1]) == digit, name
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        f"{BARESIP_SOUNDS}/ringback.wav",
+        f"{BARESIP_SOUNDS}/busy.wav",
+        f"{BARESIP_SOUNDS}/callwaiting.wav",
+        f"{BARESIP_SOUNDS}/ring.wav",
+        f"{BARESIP_SOUNDS}/error.wav",
+        f"{BARESIP_SOUNDS}/notfound.wav",
+        f"{LINPHONE_SOUNDS}/hello8000.wav",
+        f"{LINPHONE_SOUNDS}/hello16000.wav",
+        f"{LINPHONE_SOUNDS}/ringback.wav",
+        f"{LINPHONE_SOUNDS}/toy-mono.wav",
+        f"{LINPHONE_SOUNDS}/rings/oldphone-mono.wav",
+    ],
+)
+def test_call_progress_tones_speech_and_music_from_the_peers_are_not_digits(path):
+    # Ringback (440+480 Hz), busy (480+620 Hz) etc. are dual tones too, just not DTMF ones.
+    pcm = load_with_sox(path)
+    assert detect(np.concatenate([pcm, np.zeros(1600, dtype=np.int16)]))[1] == []
