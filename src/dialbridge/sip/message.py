@@ -14,7 +14,7 @@ or B2BUA can copy them untouched. Typed views (:class:`SipUri`, :class:`NameAddr
 are parsed on demand through properties of the message.
 
 Errors: anything wrong with bytes from the network raises :class:`SipParseError`, a *remote* error
-carrying the SIP status to answer with (400, 413, 414, 505, 513). Misuse of this API by our own
+carrying the SIP status to answer with (400, 414, 505, 513). Misuse of this API by our own
 code (a bug) raises ordinary ``TypeError``/``ValueError`` instead.
 """
 
@@ -43,6 +43,7 @@ __all__ = [
     "new_call_id",
     "make_response",
     "unescape",
+    "canonical_header_name",
     "REASON_PHRASES",
     "MAGIC_COOKIE",
 ]
@@ -79,7 +80,6 @@ class SipParseError(ValueError):
 # Lexical helpers (RFC 3261 §25.1)
 # ---------------------------------------------------------------------------------------------
 
-_TOKEN_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.!%*_+`'~")
 _TOKEN_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+\Z")
 _WS = " \t"
 
