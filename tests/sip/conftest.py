@@ -95,7 +95,8 @@ class DialbridgeUnderTest:
     with the accounts in USERS, and a router that behaves by Request-URI user:
 
     * `ring...`: sends 180 and never answers (for CANCEL);
-    * anything else: 180, then 200 with SDP_ANSWER.
+    * anything else: 180, then 200 with an answer made by `dialbridge.sip.sdp.create_answer`
+      (our offer for an offerless INVITE); re-INVITEs are answered the same way.
 
     Every incoming call and answered dialog is recorded; `on_dialog` (if set) is started as a task
     for each answered dialog, so a test can script what dialbridge does inside the call.
@@ -169,12 +170,37 @@ class DialbridgeUnderTest:
         if user.startswith("ring"):
             await call.cancelled
             return
-        handle = await call.answer(SDP_ANSWER)
+        handle = await call.answer(self.sdp_for(call.offer))
+        handle.on_offer = self._reoffer_answer(handle)
         self.dialogs.append(handle)
         if self.on_dialog is not None:
             task = asyncio.get_running_loop().create_task(self.on_dialog(handle))
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)
+
+    # SDP through the stack's own offer/answer (sip/sdp.py), so the peers' real offers are
+    # answered by it: an answer to an offer, or our offer for an offerless INVITE (RFC 3264).
+    def local_media(self, version: int = 1):
+        from dialbridge.sip.sdp import OPUS, PCMA, PCMU, LocalMedia
+
+        return LocalMedia(
+            self.host, 40000, codecs=(PCMU, PCMA, OPUS), session_id=1, session_version=version
+        )
+
+    def sdp_for(self, offer: bytes | None, version: int = 1) -> bytes:
+        from dialbridge.sip.sdp import create_answer, create_offer, parse_sdp
+
+        if not offer:
+            return create_offer(self.local_media(version)).to_bytes()
+        return create_answer(parse_sdp(offer), self.local_media(version)).to_bytes()
+
+    def _reoffer_answer(self, handle):
+        versions = iter(range(2, 1000))
+
+        def on_offer(request) -> bytes | None:
+            return self.sdp_for(request.body or None, next(versions))
+
+        return on_offer
 
     def lookup(self, user: str):
         import time

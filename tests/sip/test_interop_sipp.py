@@ -232,6 +232,67 @@ async def test_cancel_before_answer_gets_200_and_487(dialbridge, link_factory, t
     assert dialbridge.dialogs == []
 
 
+# --- offer/answer variants ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_offerless_invite_gets_the_offer_in_200_and_the_answer_in_ack(
+    dialbridge, link_factory, transport
+):
+    async with link_factory(transport) as link:
+        result = await link.sipp(scenario_path("uac_offerless"), service="echo").run()
+    ok(result)
+    invite = result.sent(method="INVITE")[0]
+    assert invite.body.strip() == ""
+    offer = result.received(status=200)[0]
+    assert (
+        offer.header("Content-Type") == "application/sdp" and "m=audio 40000 RTP/AVP" in offer.body
+    )
+    handle = dialbridge.dialogs[0]
+    ack = await asyncio.wait_for(handle.acked, 5)
+    assert b"m=audio" in ack.body and b"a=rtpmap:0 PCMU/8000" in ack.body
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_reinvite_from_sipp_is_answered_with_our_sdp(dialbridge, link_factory, transport):
+    from dialbridge.sip.ua import OfferReceived
+
+    offers: list = []
+
+    async def record_offers(handle):
+        async for event in handle.events():
+            if isinstance(event, OfferReceived):
+                offers.append(event)
+
+    dialbridge.on_dialog = record_offers
+    async with link_factory(transport) as link:
+        result = await link.sipp(scenario_path("uac_reinvite"), service="echo").run()
+    ok(result)
+    flow = [m for m in result.flow() if m not in ("<100 INVITE", "<180 INVITE")]
+    assert flow == [
+        ">INVITE",
+        "<200 INVITE",
+        ">ACK",
+        ">INVITE",
+        "<200 INVITE",
+        ">ACK",
+        ">BYE",
+        "<200 BYE",
+    ]
+    reanswer = [m for m in result.received(status=200) if m.header("CSeq") == "2 INVITE"][0]
+    assert "m=audio 40000 RTP/AVP 0" in reanswer.body
+    # the re-offer was sendonly (a hold): RFC 3264 §6.1 wants recvonly back, and §8 a new o= version
+    assert "a=recvonly" in reanswer.body
+    first_answer = [m for m in result.received(status=200) if m.header("CSeq") == "1 INVITE"][0]
+    origin = [line for line in reanswer.body.splitlines() if line.startswith("o=")][0]
+    first_origin = [line for line in first_answer.body.splitlines() if line.startswith("o=")][0]
+    assert origin.split()[2] == str(int(first_origin.split()[2]) + 1)
+    handle = dialbridge.dialogs[0]
+    await asyncio.wait_for(handle.terminated, 5)
+    assert len(offers) == 1 and b"m=audio 6010" in offers[0].request.body
+    assert b"m=audio 6010" in (handle.remote_sdp or b"")
+
+
 # --- INFO both ways, overlapping ------------------------------------------------------------------
 
 
