@@ -347,3 +347,24 @@ def test_arbitrary_authorization_values_never_raise(value):
     assert result.verdict is not Verdict.OK
     with contextlib.suppress(AuthParseError):
         parse_challenge(value)
+
+
+def test_client_counts_nc_per_nonce_when_proxy_and_uas_both_challenge():
+    proxy = DigestChallenger("proxy", proxy=True)
+    uas = DigestChallenger("dialbridge")
+    client = DigestClient("alice", "wonderland")
+    users = {"alice": "wonderland"}
+
+    def lookup_any(username, realm):
+        return users.get(username)
+
+    _, p1 = client.answer(407, proxy.challenges(NOW), method="INVITE", uri="sip:x")
+    _, u1 = client.answer(401, uas.challenges(NOW), method="INVITE", uri="sip:x")
+    p2 = client.reauthorize("proxy", method="INVITE", uri="sip:x")
+    u2 = client.reauthorize("dialbridge", method="INVITE", uri="sip:x")
+    assert [parse_credentials(v).nc for v in (p1, u1, p2, u2)] == ["00000001"] * 2 + [
+        "00000002"
+    ] * 2
+    for server, values in ((proxy, (p1, p2)), (uas, (u1, u2))):
+        for value in values:
+            assert server.verify(value, method="INVITE", now=NOW, lookup=lookup_any).ok

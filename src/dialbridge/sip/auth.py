@@ -564,8 +564,10 @@ class DigestClient:
             qop = "auth" if "auth" in challenge.qop else "auth-int"
         nc = cnonce_value = None
         if qop is not None or challenge.algorithm.upper().endswith("-SESS"):
-            count = self._nc.get(challenge.nonce, 0) + 1
-            self._nc = {challenge.nonce: count}  # forget counts of older nonces
+            count = self._nc.pop(challenge.nonce, 0) + 1
+            self._nc[challenge.nonce] = count  # most recent last
+            while len(self._nc) > 32:  # a proxy and a UAS may each have a nonce in use
+                del self._nc[next(iter(self._nc))]
             nc = f"{count:08x}"
             cnonce_value = cnonce if cnonce is not None else secrets.token_hex(12)
         self._last[challenge.realm] = challenge

@@ -146,7 +146,7 @@ def _split_outside(text: str, sep: str) -> list[str]:
 
 
 def _parse_params(text: str, *, lower_names: bool = True) -> dict[str, str | None]:
-    """``;name=value;flag`` (leading separator already removed or not) into an ordered dict.
+    """``name=value;flag`` (the separator before the first one removed) into an ordered dict.
 
     Names are case-insensitive (RFC 3261 §7.3.1) so they are lowered. Quoted values are unquoted.
     A parameter without ``=`` maps to ``None``.
