@@ -147,3 +147,22 @@ def test_recorded_speech_shipped_with_linphone_keeps_pesq_above_4():
     enc, dec = create_encoder("opus"), create_decoder("opus")
     out = np.concatenate([dec.decode(p) for p in encode_all(enc, x)])
     assert pesq(8000, x, out, "nb") >= 4.0  # measured 4.49
+
+
+def test_why_not_pyav_its_libopus_decoder_only_outputs_48k(speech_8k):
+    # The fact behind codecs/opus.py's design: FFmpeg's libopus decoder ignores a requested
+    # 8 kHz output rate, while its encoder does take 8 kHz input. If this ever changes, the
+    # PyAV path may become an option again (docs/media-primitives.md).
+    enc = av.CodecContext.create("libopus", "w")
+    enc.sample_rate, enc.layout, enc.format, enc.bit_rate = 8000, "mono", "s16", 32000
+    enc.options = {"application": "voip", "frame_duration": "20"}
+    enc.open()
+    frame = av.AudioFrame.from_ndarray(speech_8k[:160].reshape(1, -1), format="s16", layout="mono")
+    frame.sample_rate, frame.pts = 8000, 0
+    packets = [bytes(p) for p in enc.encode(frame)]
+    assert packets and opus.packet_samples(packets[0], 8000) == 160
+    dec = av.CodecContext.create("libopus", "r")
+    dec.sample_rate, dec.layout = 8000, "mono"
+    dec.open()
+    frames = [f for p in packets for f in dec.decode(av.Packet(p))]
+    assert frames[0].sample_rate == 48000 and frames[0].samples == 960
