@@ -362,3 +362,14 @@ def test_audio_stream_without_any_connection_address_is_refused():
     offer = parse_sdp(JIGASI_ANSWER.replace("c=IN IP4 10.0.0.5\r\n", ""))
     with pytest.raises(OfferAnswerError):
         create_answer(offer, JIGASI_SIDE)
+
+
+def test_telephone_event_at_the_codec_clock_rate_is_preferred():
+    offer = parse_sdp(
+        "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\n"
+        "m=audio 4000 RTP/AVP 111 101 110\r\na=rtpmap:111 opus/48000/2\r\n"
+        "a=rtpmap:101 telephone-event/8000\r\na=rtpmap:110 telephone-event/48000\r\n"
+    )
+    answer = create_answer(offer, JIGASI_SIDE)
+    assert answer.media[0].formats == ["111", "110"]
+    assert negotiate(offer, answer, local_is_offerer=False).telephone_event_payload_type == 110

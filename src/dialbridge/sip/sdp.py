@@ -687,6 +687,10 @@ def _is_plain_rtp(media: MediaDescription) -> bool:
     return media.proto.upper() in ("RTP/AVP", "RTP/AVPF")
 
 
+def _is_telephone_event(rtpmap: RtpMap) -> bool:
+    return rtpmap.encoding.lower() == "telephone-event"
+
+
 def create_answer(offer: SessionDescription, local: LocalMedia) -> SessionDescription:
     """Answer a remote offer (RFC 3264 §6).
 
@@ -736,13 +740,16 @@ def _answer_audio(
     if not media.formats:
         return None
     if local.telephone_event:
-        for rtpmap in offered_maps:
-            if TELEPHONE_EVENT.matches(rtpmap):
-                pt = rtpmap.payload_type
-                media.formats.append(str(pt))
-                media.rtpmaps[pt] = rtpmap
-                media.fmtps[str(pt)] = offered.fmtps.get(str(pt)) or TELEPHONE_EVENT.fmtp or ""
-                break
+        # RFC 4733 §7.1.1: events use the clock rate of the audio codec; 8000 as a fallback.
+        events = [m for m in offered_maps if _is_telephone_event(m)]
+        send_rate = media.rtpmaps[int(media.formats[0])].clock_rate
+        events.sort(key=lambda m: (m.clock_rate != send_rate, m.clock_rate != 8000))
+        if events:
+            rtpmap = events[0]
+            pt = rtpmap.payload_type
+            media.formats.append(str(pt))
+            media.rtpmaps[pt] = rtpmap
+            media.fmtps[str(pt)] = offered.fmtps.get(str(pt)) or TELEPHONE_EVENT.fmtp or ""
     media.ptime = local.ptime
     wanted = set(local.extmap_uris)
     for extmap in [*offer.extmaps, *offered.extmaps]:
@@ -782,7 +789,7 @@ def negotiate(
             rtpmap = a_media.rtpmap_for(pt) or o_media.rtpmap_for(pt)
             if rtpmap is None:
                 continue
-            if TELEPHONE_EVENT.matches(rtpmap):
+            if _is_telephone_event(rtpmap):
                 telephone_event = telephone_event if telephone_event is not None else pt
             elif rtpmap.encoding.lower() not in ("cn", "red", "ulpfec"):
                 codecs.append(rtpmap)
