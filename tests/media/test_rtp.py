@@ -61,6 +61,12 @@ def test_one_byte_parser_skips_padding_bytes_and_stops_at_id_15():
     assert p.payload == b"pay"
 
 
+def test_one_byte_parser_stops_at_an_id_0_byte_that_is_not_padding():
+    body = bytes([0x10, 0xAA, 0x02, 0x41, 0x42, 0x43, 0x00, 0x00])
+    raw = bytes.fromhex("90000001 00000002 00000003") + struct.pack("!HH", 0xBEDE, 2) + body
+    assert RtpPacket.parse(raw).extensions == {1: b"\xaa"}
+
+
 def test_two_byte_form_is_used_for_large_ids_long_or_empty_elements():
     for ext in ({15: b"a"}, {1: b"x" * 17}, {3: b""}, {200: b"hello"}):
         p = RtpPacket(96, 1, 2, 3, b"p", extensions=ext)

@@ -115,8 +115,9 @@ class RtpPacket:
             if profile == ONE_BYTE_PROFILE:
                 _parse_one_byte_elements(data, pos, ext_end, extensions)
             elif profile & TWO_BYTE_PROFILE_MASK == TWO_BYTE_PROFILE:
-                appbits = profile & 0x0F
                 _parse_two_byte_elements(data, pos, ext_end, extensions)
+                if extensions:  # an empty block is dropped on re-serialisation, appbits too
+                    appbits = profile & 0x0F
             else:
                 unknown_extension = (profile, bytes(data[pos:ext_end]))
             pos = ext_end
@@ -183,7 +184,9 @@ def _parse_one_byte_elements(data: bytes, pos: int, end: int, out: dict[int, byt
             pos += 1
             continue
         ext_id = head >> 4
-        if ext_id == 15:
+        if ext_id == 15 or ext_id == 0:
+            # §4.2: id 15 ends processing; an id 0 byte that is not 0x00 is no padding and no
+            # element either, so we stop there too, keeping the elements before it.
             return
         length = (head & 0x0F) + 1
         pos += 1
