@@ -228,3 +228,39 @@ def test_pop_without_decode_advances_playout_and_peek_reports_the_level():
     frames = [jb.pop(n * TICK + 0.001, decode=False) for n in range(1, 4)]
     assert all(f.pcm is None for f in frames)
     assert jb.peek_level(4 * TICK + 0.001) == 30 + jb.stats.played
+
+
+class PcmuLikeDecoder:
+    """One sample per payload byte, value = the byte (so the order of samples is visible)."""
+
+    def decode(self, payload: bytes) -> np.ndarray:
+        return np.frombuffer(payload, np.uint8).astype(np.int16)
+
+    def conceal(self, next_payload: bytes | None = None) -> np.ndarray:
+        return np.full(160, -1, np.int16)
+
+
+def test_packets_of_30_and_10_ms_are_cut_into_20_ms_frames_in_order():
+    for ptime in (30, 10, 40):
+        n = 8 * ptime  # samples per packet at 8 kHz
+        jb = JitterBuffer(PcmuLikeDecoder(), clock_rate=8000, frame_samples=SPF)
+        sent = np.arange(n * 60) % 251  # a ramp, so every sample is identifiable
+        out = []
+        arrivals = [(k * ptime / 1000, k) for k in range(60)]
+        i = 0
+        ticks = int(60 * ptime / 20) - 4
+        for tick in range(1, ticks):
+            now = tick * TICK + 0.0005
+            while i < len(arrivals) and arrivals[i][0] <= now:
+                k = arrivals[i][1]
+                payload = bytes(sent[k * n : (k + 1) * n].astype(np.uint8))
+                jb.push(RtpPacket(0, k, k * n, 1, payload), arrivals[i][0])
+                i += 1
+            frame = jb.pop(now)
+            assert frame.pcm.shape == (160,)
+            if frame.kind is FrameKind.AUDIO:
+                out.append(frame.pcm)
+        got = np.concatenate(out)
+        assert jb.stats.concealed == 0, ptime
+        assert len(got) >= 160 * (ticks - 6), ptime
+        np.testing.assert_array_equal(got, sent[: len(got)])

@@ -114,6 +114,7 @@ class JitterBuffer:
         self.decoder = decoder
         self.clock_rate = clock_rate
         self.spf = frame_samples  # RTP timestamp units per 20 ms frame
+        self._units_per_sample = max(1, frame_samples // pcm_samples)  # 6 for Opus at 8 kHz
         self.pcm_samples = pcm_samples
         self.min_frames = max(1, round(min_delay / TICK))
         self.max_frames = max(self.min_frames, round(max_delay / TICK))
@@ -142,6 +143,10 @@ class JitterBuffer:
         self._late_run = 0
         self._pending_age = 0
         self._last_frame: Frame | None = None
+        # Audio decoded but not played yet (packets longer than 20 ms), and its RTP duration.
+        self._carry_pcm: np.ndarray | None = None
+        self._carry_units = 0
+        self._carry_level = SILENCE_LEVEL
 
     @property
     def target_frames(self) -> int:
@@ -245,42 +250,121 @@ class JitterBuffer:
         if self._window_pops >= ADAPT_WINDOW:
             self._adapt()
 
-        if self._pending and self._adjust_now(decode):
+        if self._pending and not self._carry_units and self._adjust_now(decode):
             if self._pending < 0:  # insert: conceal once without advancing playout
                 self._pending += 1
                 self.stats.inserted_for_depth += 1
-                return self._remember(self._conceal_or_silence(decode, None))
-            self._pending = 0  # drop: skip one frame of the timeline
+                kind, pcm, _, _ = self._conceal_or_silence(decode, None, self.spf)
+                self._last_frame = frame = Frame(kind, pcm)
+                return frame
+            self._pending = 0  # drop: skip one packet of the timeline
             self.stats.dropped_for_depth += 1
-            dropped = self._frames.pop(self._playout, None)
+            ts = self._playout
+            dropped = self._frames.pop(ts, None)
             if dropped is not None:
                 self._last_played_seq = dropped[0]
-            self._playout += self.spf
+            self._playout = ts + self._units_after(ts)
 
+        if not self._carry_units:
+            kind, pcm, units, level = self._next_piece(decode)
+            if units == self.spf and (pcm is None or pcm.shape[0] == self.pcm_samples):
+                self._last_frame = frame = Frame(kind, pcm, level)  # the common 20 ms packet
+                return frame
+            pieces = [(kind, pcm, units, level)]
+        else:
+            pieces = [(FrameKind.AUDIO, self._carry_pcm, self._carry_units, self._carry_level)]
+        return self._assemble(pieces, decode)
+
+    def _assemble(self, pieces: list, decode: bool) -> Frame:
+        """Packets that are not 20 ms long (ptime 10, 30, 40, 60 ...): cut the decoded audio
+        into 20 ms frames, carrying what is left over to the next pop."""
+        spf = self.spf
+        have = sum(p[2] for p in pieces)
+        while have < spf:
+            piece = self._next_piece(decode)
+            pieces.append(piece)
+            have += piece[2]
+        kinds = {p[0] for p in pieces}
+        kind = (
+            FrameKind.PLC
+            if FrameKind.PLC in kinds
+            else FrameKind.AUDIO
+            if FrameKind.AUDIO in kinds
+            else FrameKind.SILENCE
+        )
+        level = next((p[3] for p in pieces if p[0] is FrameKind.AUDIO), SILENCE_LEVEL)
+        pcm = None
+        if decode:
+            per = self._units_per_sample
+            parts = [p[1] if p[1] is not None else np.zeros(p[2] // per, np.int16) for p in pieces]
+            whole = parts[0] if len(parts) == 1 else np.concatenate(parts)
+            n = self.pcm_samples
+            pcm, rest = whole[:n], whole[n:]
+            self._carry_pcm = rest if rest.shape[0] else None
+        else:
+            self._carry_pcm = None
+        self._carry_units = have - spf
+        self._carry_level = level
+        self._last_frame = frame = Frame(kind, pcm, level)
+        return frame
+
+    def _next_piece(self, decode: bool) -> tuple[FrameKind, np.ndarray | None, int, int]:
+        """Consume the packet at the playout point, or conceal its absence: returns
+        (kind, pcm or None, duration in RTP units, level) and advances playout."""
         ts = self._playout
-        self._playout = ts + self.spf
         entry = self._frames.pop(ts, None)
         if entry is not None:
             seq, payload, level = entry
             self._last_played_seq = seq
             self._plc_run = 0
             self.stats.played += 1
-            pcm = self._decode(payload) if decode else None
-            self._last_frame = frame = Frame(FrameKind.AUDIO, pcm, level)
-            return frame
+            if decode:
+                pcm = self._decode(payload)
+                units = pcm.shape[0] * self._units_per_sample
+            else:
+                pcm, units = None, self._units_after(ts)
+            self._playout = ts + units
+            return FrameKind.AUDIO, pcm, units, level
 
-        following = self._frames.get(ts + self.spf)
-        if following is not None or self._frames:
-            nxt = following if following is not None else self._frames[min(self._frames)]
+        spf = self.spf
+        frames = self._frames
+        following = frames.get(ts + spf)
+        units = spf
+        if following is None and frames:
+            lowest = min(frames)
+            if lowest - ts < spf:  # the next packet starts inside this gap (odd ptime)
+                units = lowest - ts
+            following = frames[lowest]
+            if lowest - ts != units and lowest - ts != spf:
+                following_payload = None
+            else:
+                following_payload = following[1]
+        else:
+            following_payload = following[1] if following is not None else None
+        self._playout = ts + units
+        if following is not None:
             last = self._last_played_seq
-            if last is not None and seq_diff(nxt[0], last) == 1:
+            if last is not None and seq_diff(following[0], last) == 1:
                 # Timestamps moved on but no sequence number is missing: DTX/CN gap.
                 self._plc_run = 0
                 self.stats.silent += 1
-                return Frame(FrameKind.SILENCE, self._silence if decode else None)
-        return self._remember(
-            self._conceal_or_silence(decode, following[1] if following is not None else None)
-        )
+                pcm = self._silence_of(units) if decode else None
+                return FrameKind.SILENCE, pcm, units, SILENCE_LEVEL
+        return self._conceal_or_silence(decode, following_payload, units)
+
+    def _units_after(self, ts: int) -> int:
+        """Duration of the packet at ``ts`` without decoding it: up to the next one buffered."""
+        spf = self.spf
+        frames = self._frames
+        if not frames or (ts + spf) in frames:
+            return spf
+        gap = min(frames) - ts
+        return gap if 0 < gap <= 6 * spf else spf
+
+    def _silence_of(self, units: int) -> np.ndarray:
+        if units == self.spf:
+            return self._silence
+        return np.zeros(units // self._units_per_sample, np.int16)
 
     def _remember(self, frame: Frame) -> Frame:
         self._last_frame = frame
@@ -302,29 +386,31 @@ class JitterBuffer:
             return True
         return False
 
-    def _conceal_or_silence(self, decode: bool, next_payload: bytes | None) -> Frame:
+    def _conceal_or_silence(
+        self, decode: bool, next_payload: bytes | None, units: int
+    ) -> tuple[FrameKind, np.ndarray | None, int, int]:
         if self._plc_run < self.max_plc_frames and self._last_played_seq is not None:
             self._plc_run += 1
             self.stats.concealed += 1
             pcm = None
             if decode:
-                pcm = self._fit(self.decoder.conceal(next_payload))
-            return Frame(FrameKind.PLC, pcm)
+                pcm = self._fit(self.decoder.conceal(next_payload), units)
+            return FrameKind.PLC, pcm, units, SILENCE_LEVEL
         self.stats.silent += 1
-        return Frame(FrameKind.SILENCE, self._silence if decode else None)
+        return FrameKind.SILENCE, self._silence_of(units) if decode else None, units, SILENCE_LEVEL
 
     def _decode(self, payload: bytes) -> np.ndarray:
         try:
-            pcm = self.decoder.decode(payload)
+            return self.decoder.decode(payload)
         except Exception:  # a corrupt payload is a remote error: conceal it, keep playing
-            return self._fit(self.decoder.conceal(None))
-        return self._fit(pcm)
+            return self._fit(self.decoder.conceal(None), self.spf)
 
-    def _fit(self, pcm: np.ndarray) -> np.ndarray:
-        n = self.pcm_samples
+    def _fit(self, pcm: np.ndarray, units: int) -> np.ndarray:
+        """Concealment audio cut or padded to ``units`` of RTP time."""
+        n = units // self._units_per_sample
         if pcm.shape[0] == n:
             return pcm
-        if pcm.shape[0] > n:  # longer ptime than 20 ms: keep the first frame (documented gap)
+        if pcm.shape[0] > n:
             return pcm[:n]
         return np.concatenate((pcm, np.zeros(n - pcm.shape[0], dtype=np.int16)))
 
