@@ -141,3 +141,41 @@ def test_udp_endpoint_survives_any_datagram(data):
             parse_message(reply) if b"Call-ID" in reply else None
 
     asyncio.run(scenario())
+
+
+async def _listening(**kw):
+    user = Collector()
+    transports = SipTransports(user, **kw)
+    host, port = await transports.listen("tcp", "127.0.0.1", 0)
+    return user, transports, port
+
+
+async def test_silent_tcp_connection_is_closed_but_a_talking_one_stays():
+    user, transports, port = await _listening(first_message_timeout=0.1)
+    try:
+        _, silent_writer = await asyncio.open_connection("127.0.0.1", port)
+        silent_reader = _
+        talker_reader, talker_writer = await asyncio.open_connection("127.0.0.1", port)
+        talker_writer.write(VALID)
+        await talker_writer.drain()
+        assert await asyncio.wait_for(silent_reader.read(), 2.0) == b""  # closed by us
+        await asyncio.sleep(0.2)
+        assert not talker_reader.at_eof()
+        assert len(user.messages) == 1
+        silent_writer.close()
+        talker_writer.close()
+    finally:
+        await transports.close()
+
+
+async def test_accepted_connections_per_ip_are_capped():
+    _, transports, port = await _listening(max_connections_per_ip=2)
+    try:
+        opened = [await asyncio.open_connection("127.0.0.1", port) for _ in range(3)]
+        reader, _ = opened[2]
+        assert await asyncio.wait_for(reader.read(), 2.0) == b""
+        assert not opened[0][0].at_eof()
+        for _, writer in opened:
+            writer.close()
+    finally:
+        await transports.close()

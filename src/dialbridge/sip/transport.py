@@ -88,20 +88,44 @@ class _UdpEndpoint(asyncio.DatagramProtocol):
 class _StreamConnection(asyncio.Protocol):
     """One TCP or TLS connection, accepted or opened by us."""
 
-    def __init__(self, owner: SipTransports, kind: str, local: tuple[str, int]) -> None:
+    def __init__(
+        self, owner: SipTransports, kind: str, local: tuple[str, int], *, accepted: bool = False
+    ) -> None:
         self.owner = owner
         self.kind = kind
         self.local = local
+        self.accepted = accepted
         self.framer = StreamFramer(max_size=MAX_MESSAGE_SIZE)
         self.transport: asyncio.Transport | None = None
         self.flow: Flow | None = None
         self.closed = asyncio.get_running_loop().create_future()
+        self._silence: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         peer = transport.get_extra_info("peername")
         self.flow = Flow(self.kind, self.local, (peer[0], peer[1]), connection=self)
         self.owner._connections[(self.kind, self.flow.remote)] = self
+        if not self.accepted:
+            return
+        count = self.owner._per_ip.get(peer[0], 0) + 1
+        self.owner._per_ip[peer[0]] = count
+        if count > self.owner.max_connections_per_ip:
+            log.info("closing %s: over %d connections from %s", self.flow,
+                     self.owner.max_connections_per_ip, peer[0])  # fmt: skip
+            transport.close()
+            return
+        # A connection that never says anything SIP is a port scan or a slow-loris: drop it.
+        self._silence = asyncio.get_running_loop().call_later(
+            self.owner.first_message_timeout, self._close_silent
+        )
+
+    def _close_silent(self) -> None:
+        self._silence = None
+        if self.transport is not None and not self.transport.is_closing():
+            log.info("closing %s: no SIP message within %.0fs", self.flow,
+                     self.owner.first_message_timeout)  # fmt: skip
+            self.transport.close()
 
     def data_received(self, data: bytes) -> None:
         assert self.flow is not None
@@ -112,6 +136,9 @@ class _StreamConnection(asyncio.Protocol):
             elif isinstance(item, SipParseError):
                 self.owner._reject_malformed(item, self.flow)
             else:
+                if self._silence is not None:
+                    self._silence.cancel()
+                    self._silence = None
                 self.owner._deliver(item, self.flow)
         if self.framer.broken and self.transport is not None:
             log.info("closing %s: framing broken", self.flow)
@@ -120,8 +147,18 @@ class _StreamConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.closed.done():
             self.closed.set_result(None)
+        if self._silence is not None:
+            self._silence.cancel()
+            self._silence = None
         if self.flow is None:
             return
+        if self.accepted:
+            ip = self.flow.remote[0]
+            left = self.owner._per_ip.get(ip, 1) - 1
+            if left > 0:
+                self.owner._per_ip[ip] = left
+            else:
+                self.owner._per_ip.pop(ip, None)
         key = (self.kind, self.flow.remote)
         if self.owner._connections.get(key) is self:
             del self.owner._connections[key]
@@ -144,10 +181,17 @@ class SipTransports:
         *,
         advertised_host: str | None = None,
         client_ssl: ssl.SSLContext | None = None,
+        max_connections_per_ip: int = 64,
+        first_message_timeout: float = 30.0,
     ) -> None:
         self.user = user
         self.advertised_host = advertised_host
         self.client_ssl = client_ssl
+        #: Accepted TCP/TLS connections allowed from one IP address.
+        self.max_connections_per_ip = max_connections_per_ip
+        #: An accepted connection that sends no SIP message within this time is closed.
+        self.first_message_timeout = first_message_timeout
+        self._per_ip: dict[str, int] = {}
         self._udp: dict[tuple[str, int], _UdpEndpoint] = {}
         self._servers: list[asyncio.AbstractServer] = []
         self._listening: dict[str, tuple[str, int]] = {}
@@ -173,7 +217,7 @@ class SipTransports:
                 raise ValueError("TLS listener needs an ssl_context")
             holder: dict[str, tuple[str, int]] = {}
             server = await loop.create_server(
-                lambda: _StreamConnection(self, kind, holder["local"]),
+                lambda: _StreamConnection(self, kind, holder["local"], accepted=True),
                 host,
                 port,
                 ssl=ssl_context if kind == "tls" else None,

@@ -479,11 +479,15 @@ class Registration:
         self._task: asyncio.Task | None = None
 
     async def _once(self, expires: int) -> Response:
+        # Reserve this CSeq and the one a digest retry uses before awaiting, so a REGISTER sent
+        # while this one is in flight (stop() during a refresh) still counts upwards (§10.3).
+        cseq = self.cseq
+        self.cseq += 2
         response = await self._ua.register(
             self.registrar, self.aor, credentials=self.credentials, expires=expires,
-            call_id=self.call_id, cseq=self.cseq, from_tag=self.from_tag,
+            call_id=self.call_id, cseq=cseq, from_tag=self.from_tag,
         )  # fmt: skip
-        self.cseq = response.cseq[0] + 1
+        self.cseq = max(self.cseq, response.cseq[0] + 1)
         self.last_response = response
         return response
 
