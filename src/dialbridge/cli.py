@@ -144,6 +144,12 @@ def cmd_numbers(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_prompts(args: argparse.Namespace) -> int:
+    from dialbridge.prompts.cli import cmd_prompts as run_prompts
+
+    return run_prompts(args)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from dialbridge.demo import run_demo
 
@@ -202,6 +208,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("numbers", help="show the configured dial-in numbers as Meet will see them")
     p.set_defaults(func=cmd_numbers)
+
+    p = sub.add_parser("prompts", help="render the prompt cache, list prompts, hear one")
+    p.add_argument("action", choices=["build", "list", "say"])
+    p.add_argument("key", nargs="?", help="prompt key (for 'say')")
+    p.add_argument("--language", action="append", help="only this language (repeatable)")
+    p.add_argument("--output", help="'say': copy the prompt's WAV here")
+    p.set_defaults(func=cmd_prompts)
 
     p = sub.add_parser("demo", help="run dialbridge on embedded defaults and show what it does")
     p.set_defaults(func=cmd_demo)
