@@ -242,3 +242,31 @@ def test_no_rtt_without_an_sr_from_us():
     sender = RtpSenderStats(ssrc=1, clock_rate=8000)
     assert sender.on_report_block(ReportBlock(1, 12, 3, 100, 7), wallclock=1e9) is None
     assert sender.remote_fraction_lost == 12 and sender.remote_jitter == 7
+
+
+def test_mutated_compound_packets_parse_or_raise_a_parse_error():
+    import random
+
+    rng = random.Random(2)
+    seed = serialize_rtcp(
+        [
+            SenderReport(1, 2, 3, 4, 5, (ReportBlock(1, 2, 3, 4, 5, 6, 7),)),
+            SourceDescription.with_cname(1, "x@y"),
+            Bye((1, 2), "bye"),
+        ]
+    )
+    for _ in range(20000):
+        b = bytearray(seed)
+        for _ in range(rng.randint(1, 4)):
+            op = rng.random()
+            if op < 0.5:
+                b[rng.randrange(len(b))] = rng.randrange(256)
+            elif op < 0.75:
+                del b[rng.randrange(len(b))]
+            else:
+                b.insert(rng.randrange(len(b) + 1), rng.randrange(256))
+        try:
+            packets = parse_rtcp(bytes(b))
+        except RtcpParseError:
+            continue
+        assert parse_rtcp(serialize_rtcp(packets)) == packets

@@ -180,3 +180,33 @@ def test_rtcp_is_told_apart_from_rtp_by_packet_type():
     for pt in (0, 8, 96, 101, 111, 0x80 | 111):
         assert not is_rtcp(bytes([0x80, pt, 0, 0]))
     assert not is_rtcp(b"\x80")
+
+
+def mutate(data: bytes, rng) -> bytes:
+    b = bytearray(data)
+    for _ in range(rng.randint(1, 4)):
+        op = rng.random()
+        if op < 0.5 and b:
+            b[rng.randrange(len(b))] = rng.randrange(256)
+        elif op < 0.75 and b:
+            del b[rng.randrange(len(b))]
+        else:
+            b.insert(rng.randrange(len(b) + 1), rng.randrange(256))
+    return bytes(b)
+
+
+def test_mutated_packets_parse_or_raise_a_parse_error():
+    import random
+
+    rng = random.Random(1)
+    seeds = [
+        RtpPacket(111, 1, 2, 3, b"abcd", True, [1, 2], {1: b"\x80", 3: b"xyz"}, 3).serialize(),
+        RtpPacket(96, 1, 2, 3, b"p", extensions={20: b"hello", 1: b""}).serialize(),
+    ]
+    for _ in range(20000):
+        data = mutate(rng.choice(seeds), rng)
+        try:
+            p = RtpPacket.parse(data)
+        except RtpParseError:
+            continue
+        assert RtpPacket.parse(p.serialize()) == p

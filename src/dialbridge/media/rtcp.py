@@ -280,12 +280,18 @@ def _parse_sdes_chunks(data: bytes, pos: int, end: int, count: int) -> tuple[Sde
 # -- building ---------------------------------------------------------------------------------
 
 
-def _packet(pt: int, count: int, body: bytes) -> bytes:
+def _packet(pt: int, count: int, body: bytes, pad: bool = False) -> bytes:
     if count > 31:
         raise RtcpBuildError("at most 31 report blocks / chunks / sources per packet")
+    flags = 0x80
     if len(body) % 4:
-        raise RtcpBuildError("RTCP body must be a multiple of 32 bits")
-    return _HEADER.pack(0x80 | count, pt, len(body) // 4) + body
+        if not pad:
+            raise RtcpBuildError("RTCP body must be a multiple of 32 bits")
+        # §6.4.1 P bit: pad to 32 bits, the last octet counts the padding
+        n = 4 - len(body) % 4
+        body += bytes(n - 1) + bytes((n,))
+        flags |= 0x20
+    return _HEADER.pack(flags | count, pt, len(body) // 4) + body
 
 
 def serialize_rtcp(packets: list[RtcpPacket] | tuple[RtcpPacket, ...]) -> bytes:
@@ -324,7 +330,8 @@ def serialize_rtcp(packets: list[RtcpPacket] | tuple[RtcpPacket, ...]) -> bytes:
                 body += bytes(-len(body) % 4)
             out.append(_packet(RTCP_BYE, len(p.sources), body))
         elif isinstance(p, RtcpUnknown):
-            out.append(_packet(p.packet_type, p.count, p.body))
+            # a body that arrived padded comes back unpadded: pad it again
+            out.append(_packet(p.packet_type, p.count, p.body, pad=True))
         else:
             raise RtcpBuildError(f"not an RTCP packet: {p!r}")
     return b"".join(out)
