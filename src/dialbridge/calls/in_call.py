@@ -39,11 +39,13 @@ Sub-state kept beside the phase, all from Jigasi facts (§4.3, §4.4):
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import logging
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from dialbridge.calls.jigasi import (
     CONTENT_TYPE,
@@ -79,6 +81,8 @@ __all__ = [
     "Control",
     "HangUp",
     "InCallControls",
+    "InCallPorts",
+    "InCallSession",
     "InCallSettings",
     "KeyMatcher",
     "PROMPT_KEYS",
@@ -712,3 +716,247 @@ class InCallControls:
     def _on_leave(self, payload: object, now: float) -> None:
         self._leave_at = None
         self._act(HangUp("not admitted from the lobby"))
+
+
+# -- the asyncio edge ---------------------------------------------------------------------------
+
+
+class InCallPorts(Protocol):
+    """What the edge needs from the call. Every method may raise; the edge logs and goes on."""
+
+    async def send_info(self, content_type: str, body: str) -> int:
+        """INFO in the Jigasi dialog; returns the final status (408 on timeout)."""
+
+    async def play(self, prompt: str) -> bool:
+        """Play one prompt key to the caller and wait for its end (False: stopped early)."""
+
+    async def stop_prompts(self) -> None:
+        """Stop whatever the controls are playing to the caller."""
+
+    async def set_local_mute(self, muted: bool) -> None:
+        """Stop or resume forwarding the caller's audio to Jigasi (our media bridge)."""
+
+    async def hangup(self, reason: str) -> None: ...
+
+
+class InCallSession:
+    """Runs :class:`InCallControls` on an event loop: feeds it, performs its actions through
+    :class:`InCallPorts`, and arms its one timer. Holds no protocol logic of its own.
+
+    INFOs we send run as their own tasks, because Jigasi may send its muteResponse before it
+    answers our INFO (jigasi-protocol.md §4.1): nothing here waits for a response while
+    holding up input. Prompts run one after another in a single speaker task; an interrupting
+    :class:`Say` stops the current one first."""
+
+    def __init__(
+        self,
+        controls: InCallControls,
+        ports: InCallPorts,
+        *,
+        loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        self.controls = controls
+        self.ports = ports
+        self.loop = loop or asyncio.get_running_loop()
+        self._timer: asyncio.TimerHandle | None = None
+        self._tasks: set[asyncio.Task] = set()
+        self._queue: deque[str] = deque()
+        self._speaker: asyncio.Task | None = None
+        self._stop_first = False
+        self.closed = False
+
+    def now(self) -> float:
+        return self.loop.time()
+
+    # -- inputs ------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.controls.start(self.now())
+        self._pump()
+
+    def digit(self, digit: str) -> None:
+        self.controls.receive_digit(digit, self.now())
+        self._pump()
+
+    def info(self, content_type: str | None, body: bytes | str) -> None:
+        self.controls.receive_info(content_type, body, self.now())
+        self._pump()
+
+    def duration_warning(self, remaining: float) -> None:
+        """The call engine's duration limit ends the call in ``remaining`` seconds."""
+        now = self.now()
+        self.controls.set_deadline(now + remaining, now)
+        self._pump()
+
+    def close(self) -> None:
+        """The call is over: stop the timer and every task of ours."""
+        self.closed = True
+        self.controls.ended()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        for task in list(self._tasks):
+            task.cancel()
+
+    async def wait_idle(self) -> None:
+        """Wait until every task started so far is done (for tests and orderly shutdown)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    # -- plumbing ----------------------------------------------------------------------------
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task:
+        task = self.loop.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def _pump(self) -> None:
+        if self.closed:
+            return
+        while (action := self.controls.next_action()) is not None:
+            self._perform(action)
+        self._arm_timer()
+
+    def _arm_timer(self) -> None:
+        when = self.controls.get_timer()
+        if self._timer is not None:
+            if when is not None and self._timer.when() == when:
+                return
+            self._timer.cancel()
+            self._timer = None
+        if when is not None:
+            self._timer = self.loop.call_at(when, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self.controls.handle_timer(self.now())
+        self._pump()
+
+    def _perform(self, action: Action) -> None:
+        match action:
+            case SendInfo():
+                self._spawn(self._send(action))
+            case Say(prompts=prompts, interrupt=interrupt):
+                if interrupt:
+                    self._queue.clear()
+                    if self._speaker is not None and not self._speaker.done():
+                        self._speaker.cancel()
+                        self._speaker = None
+                        self._stop_first = True
+                self._queue.extend(prompts)
+                if self._speaker is None or self._speaker.done():
+                    self._speaker = self._spawn(self._speak())
+            case ApplyLocalMute(muted=muted):
+                self._spawn(self._guard(self.ports.set_local_mute(muted), "local mute"))
+            case HangUp(reason=reason):
+                self._spawn(self._guard(self.ports.hangup(reason), "hang-up"))
+
+    async def _guard(self, coro: Coroutine[Any, Any, Any], what: str) -> None:
+        try:
+            await coro
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # a failing port must not end the controls
+            log.exception("in-call %s failed", what)
+
+    async def _send(self, action: SendInfo) -> None:
+        try:
+            status = await self.ports.send_info(action.content_type, action.body)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the dialog is gone, or the transport failed
+            log.warning("INFO to Jigasi not sent: %s", exc)
+            status = 503
+        if not self.closed:
+            self.controls.info_answered(action.token, status, self.now())
+            self._pump()
+
+    async def _speak(self) -> None:
+        if self._stop_first:
+            self._stop_first = False
+            await self._guard(self.ports.stop_prompts(), "stop prompts")
+        while self._queue:
+            prompt = self._queue.popleft()
+            await self._guard(self.ports.play(prompt), f"prompt {prompt!r}")
+        if not self.closed:
+            self.controls.prompt_finished(self.now())
+            self._pump()
+
+
+# -- the call engine's hook ------------------------------------------------------------------------
+
+
+def settings_from_config(config: Any) -> InCallSettings:
+    """In-call settings from ``[ivr]`` (``keys``, ``local_mute``, ``announce_in_call``,
+    ``mute_response_timeout``) and ``[limits]`` (``warn_before_end_seconds``); every key is
+    optional and defaults to :class:`InCallSettings`."""
+    ivr = getattr(config, "ivr", None)
+    limits = getattr(config, "limits", None)
+    kwargs: dict[str, Any] = {}
+    keys = getattr(ivr, "keys", None)
+    if keys:
+        kwargs["keymap"] = {seq: Control(name) for name, seq in keys.items() if seq}
+    for attr, name in (
+        ("local_mute", "local_mute"),
+        ("announce_in_call", "announce_on_start"),
+        ("mute_response_timeout", "mute_response_timeout"),
+    ):
+        value = getattr(ivr, attr, None)
+        if value is not None:
+            kwargs[name] = value
+    warn = getattr(limits, "warn_before_end_seconds", None)
+    if warn:
+        kwargs["time_warning"] = float(warn)
+    return InCallSettings(**kwargs)
+
+
+class CallPorts:
+    """:class:`InCallPorts` over the call engine's :class:`~dialbridge.calls.call.Call`."""
+
+    def __init__(self, call: Any, jigasi: Any, pstn: Any) -> None:
+        self.call = call
+        self.jigasi = jigasi
+        self.pstn = pstn
+
+    async def send_info(self, content_type: str, body: str) -> int:
+        return await self.jigasi.send_info(content_type, body)
+
+    async def play(self, prompt: str) -> bool:
+        catalogue = self.call.engine.prompts
+        path = await asyncio.to_thread(catalogue.path, prompt, self.call.language, self.pstn.codec)
+        return await self.call.play(self.pstn, prompt=str(path))
+
+    async def stop_prompts(self) -> None:
+        await self.call.engine.media.stop(self.pstn.id)
+
+    async def set_local_mute(self, muted: bool) -> None:
+        await self.call.engine.media.mute(self.pstn.id, muted)
+
+    async def hangup(self, reason: str) -> None:
+        await self.call.hangup(reason, side="dialbridge")
+
+
+async def run_in_call(call: Any, jigasi: Any, pstn: Any) -> None:
+    """The in-call controls of one bridged call, until it ends (called by
+    :func:`dialbridge.calls.scenario.run_in_call`): the caller's digits from ``pstn``,
+    Jigasi's INFOs from ``jigasi``, the duration warning from the call."""
+    from dialbridge.calls.call import Digit, DurationWarning, HungUp, Info
+
+    session = InCallSession(
+        InCallControls(settings_from_config(call.config)), CallPorts(call, jigasi, pstn)
+    )
+    session.start()
+    try:
+        async for event in call.events():
+            match event:
+                case Digit(leg=leg, digit=digit) if leg == pstn.id:
+                    session.digit(digit)
+                case Info(leg=leg, content_type=content_type, body=body) if leg == jigasi.id:
+                    session.info(content_type, body)
+                case DurationWarning(remaining=remaining):
+                    session.duration_warning(remaining)
+                case HungUp(leg=leg) if leg in (pstn.id, jigasi.id):
+                    break
+    finally:
+        session.close()
