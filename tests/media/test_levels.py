@@ -131,3 +131,13 @@ def test_csrc_levels_map_to_the_csrc_list_in_order():
     data = bytes([0x0A, 0x85, 0x7F, 0x00])  # last byte is padding
     assert parse_csrc_audio_levels(data, [11, 22, 33]) == {11: 10, 22: 5, 33: 127}
     assert parse_csrc_audio_levels(b"\x01", [7, 8]) == {7: 1}
+
+
+def test_line_noise_after_digital_silence_is_learnt_within_3_seconds():
+    rng = np.random.default_rng(6)
+    meter = AudioLevelMeter()
+    for _ in range(100):
+        meter.measure(np.zeros(160, dtype=np.int16))
+    noise = (rng.normal(size=(300, 160)) * 80).astype(np.int16)  # about -52 dBov
+    out = [meter.measure(f) for f in noise]
+    assert not any(a.voice for a in out[150:])

@@ -44,6 +44,9 @@ CSRC_AUDIO_LEVEL_URI = "urn:ietf:params:rtp-hdrext:csrc-audio-level"  # RFC 6465
 LEVEL_MIN_DBOV = -127.0
 FULL_SCALE = 32768.0
 _FULL_SCALE_POWER = FULL_SCALE * FULL_SCALE
+# The VAD noise floor never goes below this, so after digital silence it re-learns line noise
+# within a few seconds (0.15 dB per frame).
+FLOOR_MIN_DBOV = -80.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,7 +145,7 @@ class AudioLevelMeter:
         self.hangover_frames = hangover_frames
         self.floor_rise_db = floor_rise_db
         self.max_level = max_level
-        self.noise_floor_dbov = -90.0
+        self.noise_floor_dbov = FLOOR_MIN_DBOV
         self._hangover = 0
 
     def measure(self, pcm: np.ndarray) -> AudioLevel:
@@ -151,7 +154,7 @@ class AudioLevelMeter:
     def measure_dbov(self, value: float) -> AudioLevel:
         level = dbov_to_level(value)
         if value < self.noise_floor_dbov:
-            self.noise_floor_dbov = max(value, -120.0)
+            self.noise_floor_dbov = max(value, FLOOR_MIN_DBOV)
         else:
             self.noise_floor_dbov += self.floor_rise_db
         active = value > self.absolute_floor_dbov and value > self.noise_floor_dbov + self.margin_db
