@@ -10,8 +10,9 @@ Theory of operation
   :class:`ConfigError`, whose message names the dotted key and the reason, so start-up stops
   with a line an admin can act on.
 
-Sections present now: ``http``, ``store``, ``mapper``, ``numbers``, ``dialout``. Later issues
-add ``sip``, ``trunks``, ``jigasi``, ``ivr``.
+Sections: ``http``, ``store``, ``mapper``, ``numbers``, ``dialout`` (the Meet web services) and
+``sip``, ``users``, ``trunks``, ``jigasi``, ``ivr``, ``limits``, ``routes`` (the call engine,
+docs/calls.md).
 """
 
 from __future__ import annotations
@@ -116,6 +117,7 @@ class NumberEntry(_Section):
     # Only listed for rooms of these tenants; empty: listed for rooms without a tenant-specific list.
     tenants: list[str] = []
     label: str | None = None  # shown instead of the formatted number (e.g. a SIP address)
+    language: str | None = None  # IVR language for calls to this number (default: ivr.language)
 
     @field_validator("tenants")
     @classmethod
@@ -179,6 +181,227 @@ class DialoutConfig(_Section):
         return value
 
 
+# -- the call engine (issue 5) -------------------------------------------------------------------
+
+
+def _host_port(value: str, default_port: int) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep:
+        return value, default_port
+    host = host.strip("[]")
+    if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"{value!r} is not HOST:PORT")
+    return host, int(port)
+
+
+class SipConfig(_Section):
+    # Listeners as "HOST:PORT". Jigasi registers here and we call it back over the same flow.
+    udp: list[str] = ["0.0.0.0:5060"]
+    tcp: list[str] = []
+    tls: list[str] = []
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    # Host written into Via/Contact/SDP when listening on a wildcard address.
+    advertised_host: str | None = None
+    # Our SIP domain: From host of the calls we place, and the digest realm.
+    domain: str = "dialbridge.invalid"
+    # RTP: the address our media sockets bind to (and put in SDP), and the port range.
+    rtp_host: str = "127.0.0.1"
+    rtp_port_low: Annotated[int, Field(ge=1024, le=65534)] = 10000
+    rtp_port_high: Annotated[int, Field(ge=1025, le=65535)] = 20000
+    # Registrations survive a restart in this JSON file ("" = keep them in memory only).
+    bindings_file: str = ""
+
+    @field_validator("udp", "tcp", "tls")
+    @classmethod
+    def _listeners(cls, value: list[str]) -> list[str]:
+        for item in value:
+            _host_port(item, 5060)
+        return value
+
+    def listeners(self, kind: str) -> list[tuple[str, int]]:
+        default = 5061 if kind == "tls" else 5060
+        return [_host_port(item, default) for item in getattr(self, kind)]
+
+    @model_validator(mode="after")
+    def _tls_needs_files(self) -> SipConfig:
+        if self.tls and not (self.tls_cert and self.tls_key):
+            raise ValueError("tls listeners need tls_cert and tls_key")
+        if self.rtp_port_low >= self.rtp_port_high:
+            raise ValueError("rtp_port_low must be below rtp_port_high")
+        return self
+
+
+class UserEntry(_Section):
+    """A SIP account that registers with us (Jigasi) and authenticates with digest."""
+
+    name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9._~+-]+$")]
+    password: Annotated[str, Field(min_length=8)]
+
+
+class TrunkEntry(_Section):
+    """A PSTN trunk: calls from its networks arrive as dial-in; dial-out goes to its host."""
+
+    name: Annotated[str, Field(min_length=1)]
+    # Sources whose INVITEs are this trunk's (no digest asked).
+    networks: list[str] = []
+    # Where dial-out INVITEs go ("" = this trunk only receives calls).
+    host: str = ""
+    port: Annotated[int, Field(ge=1, le=65535)] = 5060
+    transport: Literal["udp", "tcp", "tls"] = "udp"
+    # Digest credentials, used when the trunk challenges our INVITE (401/407).
+    username: str | None = None
+    password: str | None = None
+    # Request-URI user prefix for dial-out (some carriers want "+" stripped or a tech prefix).
+    strip_plus: bool = False
+    prefix: str = ""
+    # Seconds a dialled number may ring before we give up (→ 408 towards Jigasi).
+    ring_timeout: Annotated[float, Field(gt=0)] = 60
+
+    @field_validator("networks")
+    @classmethod
+    def _cidrs(cls, value: list[str]) -> list[str]:
+        import ipaddress
+
+        for cidr in value:
+            try:
+                ipaddress.ip_network(cidr, strict=False)
+            except ValueError:
+                raise ValueError(f"{cidr!r} is not a network like 198.51.100.0/24") from None
+        return value
+
+
+class JigasiConfig(_Section):
+    # The account Jigasi registers as (one of [[users]]). Dial-in calls go to its contacts.
+    user: str = "jigasi"
+    # Header names, exactly as the Jigasi account's JITSI_MEET_*_HEADER_NAME properties say
+    # (jigasi-protocol.md §1.2). Defaults are Jigasi's own; docker-jitsi-meet and Jitsi's
+    # production use X-Room-Name, X-Room-Pass, X-Domain-Base, X-Domain-Tenant.
+    room_header: str = "Jitsi-Conference-Room"
+    password_header: str = "Jitsi-Conference-Room-Pass"
+    domain_base_header: str = "Jitsi-Conference-Domain-Base"
+    tenant_header: str = "Jitsi-Conference-Domain-Tenant"
+    # Sent only when set: the Meet domain (e.g. "meet.example.com"), not the reference's "true".
+    domain_base: str = ""
+    # Send the tenant header for tenant rooms (room@conference.<tenant>.<domain>).
+    send_tenant: bool = False
+    # From display name on dial-in: {caller} is the caller's number (masked unless
+    # mask_caller = false), {did} the number dialled. It becomes the name in the meeting.
+    display_name: str = "{caller}"
+    mask_caller: bool = True
+    # Jigasi answers only when the conference session starts (§1.4): allow this long.
+    answer_timeout: Annotated[float, Field(gt=0)] = 30
+    # Request-URI user of Jigasi's SIP health check (org.jitsi.jigasi.HEALTH_CHECK_SIP_URI).
+    health_check_user: str = "healthcheck"
+
+    @field_validator("room_header", "password_header", "domain_base_header", "tenant_header")
+    @classmethod
+    def _header_name(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9!%*_+`'~.-]+", value):
+            raise ValueError(f"{value!r} is not a SIP header name")
+        return value
+
+
+class IvrConfig(_Section):
+    language: str = "en"
+    # Where PINs are looked up: "" = our own store; else a conference mapper URL
+    # (e.g. "https://api.jitsi.net/conferenceMapper"), asked with ?<mapper_param>=<PIN>.
+    mapper_url: str = ""
+    mapper_param: Literal["id", "cid"] = "id"
+    mapper_timeout: Annotated[float, Field(gt=0)] = 3
+    pin_max_digits: Annotated[int, Field(ge=1, le=32)] = 13
+    pin_timeout: Annotated[float, Field(gt=0)] = 10  # seconds to finish the PIN with #
+    password_max_digits: Annotated[int, Field(ge=1, le=64)] = 32
+    password_timeout: Annotated[float, Field(gt=0)] = 10
+    # PIN attempts per call (an unknown PIN or a failed join counts), then goodbye.
+    max_pin_attempts: Annotated[int, Field(ge=1)] = 3
+    # Prompts without any input before goodbye.
+    max_no_input: Annotated[int, Field(ge=1)] = 3
+    # Say "unknown PIN" at once instead of after the password step (tells a guesser which
+    # PINs exist; off by default).
+    reveal_unknown_pin: bool = False
+    # Tone the caller hears while Jigasi joins: a name from dialbridge.media.playback.TONES.
+    ringback_tone: str = "ringback_eu"
+    # Where our espeak-ng rendered fallback prompts are cached ("" = <store.data_dir>/prompts).
+    prompt_dir: str = ""
+
+
+class PinGuardConfig(_Section):
+    """Failed PIN attempts, counted in the store over sliding windows (issue 5 §8)."""
+
+    window_seconds: Annotated[float, Field(gt=0)] = 3600
+    # Per caller number: past delay_after failures each attempt waits delay_seconds more
+    # (up to max_delay_seconds); at refuse_after the caller is refused until failures age out.
+    delay_after: Annotated[int, Field(ge=0)] = 3
+    refuse_after: Annotated[int, Field(ge=1)] = 10
+    delay_seconds: Annotated[float, Field(ge=0)] = 2
+    max_delay_seconds: Annotated[float, Field(ge=0)] = 10
+    # All callers together (a distributed guess): the same, with their own thresholds.
+    global_window_seconds: Annotated[float, Field(gt=0)] = 600
+    global_delay_after: Annotated[int, Field(ge=0)] = 50
+    global_refuse_after: Annotated[int, Field(ge=1)] = 500
+
+
+class LimitsConfig(_Section):
+    max_call_seconds: Annotated[float, Field(gt=0)] = 4 * 3600  # from the bridge on
+    warn_before_end_seconds: Annotated[float, Field(ge=0)] = 60
+    media_timeout_seconds: Annotated[float, Field(gt=0)] = 30  # no RTP from a leg → hang up
+    max_concurrent_calls: Annotated[int, Field(ge=1)] = 100  # 503 beyond
+    max_ivr_seconds: Annotated[float, Field(gt=0)] = 300  # answer → bridge
+    pin_guard: PinGuardConfig = PinGuardConfig()
+
+
+class RouteEntry(_Section):
+    """One routing rule; the first that matches an incoming INVITE wins.
+
+    ``source``: "trunk" (any trunk), "trunk:NAME", "user" (an authenticated or registered
+    SIP user), "user:NAME", or "any". ``uri_user``: a regular expression that must match the
+    whole Request-URI user part. ``scenario``: dial_in, dial_out, jigasi_health, or a custom
+    async function as "package.module:function".
+    """
+
+    source: str = "any"
+    uri_user: str = ".*"
+    scenario: str
+
+    @field_validator("source")
+    @classmethod
+    def _source(cls, value: str) -> str:
+        if not re.fullmatch(r"any|trunk|user|trunk:[^\s:]+|user:[^\s:]+", value):
+            raise ValueError(f"{value!r}: use any, trunk, trunk:NAME, user or user:NAME")
+        return value
+
+    @field_validator("uri_user")
+    @classmethod
+    def _regex(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as err:
+            raise ValueError(f"{value!r} is not a regular expression: {err}") from None
+        return value
+
+    @field_validator("scenario")
+    @classmethod
+    def _scenario(cls, value: str) -> str:
+        if value in ("dial_in", "dial_out", "jigasi_health"):
+            return value
+        if not re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", value):
+            raise ValueError(
+                f"{value!r}: use dial_in, dial_out, jigasi_health or package.module:function"
+            )
+        return value
+
+
+def default_routes() -> list[RouteEntry]:
+    # Jigasi's health check, then anything Jigasi dials is a dial-out, anything from a trunk a
+    # dial-in.
+    return [
+        RouteEntry(source="user", uri_user="healthcheck", scenario="jigasi_health"),
+        RouteEntry(source="user", uri_user=r"\+?[0-9]+", scenario="dial_out"),
+        RouteEntry(source="trunk", uri_user=".*", scenario="dial_in"),
+    ]
+
+
 class Config(BaseSettings):
     """The whole configuration. Build it with :func:`load_config`."""
 
@@ -194,11 +417,34 @@ class Config(BaseSettings):
     mapper: MapperConfig = MapperConfig()
     numbers: NumbersConfig = NumbersConfig()
     dialout: DialoutConfig = DialoutConfig()
+    sip: SipConfig = SipConfig()
+    users: list[UserEntry] = []
+    trunks: list[TrunkEntry] = []
+    jigasi: JigasiConfig = JigasiConfig()
+    ivr: IvrConfig = IvrConfig()
+    limits: LimitsConfig = LimitsConfig()
+    routes: list[RouteEntry] = Field(default_factory=default_routes)
 
     @model_validator(mode="after")
     def _one_default_number(self) -> Config:
         if sum(1 for e in self.numbers.entries if e.default and not e.tenants) > 1:
             raise ValueError("numbers.entries: more than one entry has default = true")
+        return self
+
+    @model_validator(mode="after")
+    def _names_resolve(self) -> Config:
+        users = {u.name for u in self.users}
+        if len(users) != len(self.users):
+            raise ValueError("users: two entries have the same name")
+        trunks = {t.name for t in self.trunks}
+        if len(trunks) != len(self.trunks):
+            raise ValueError("trunks: two entries have the same name")
+        for i, route in enumerate(self.routes):
+            kind, _, name = route.source.partition(":")
+            if kind == "trunk" and name and name not in trunks:
+                raise ValueError(f"routes.{i}.source: no trunk named {name!r}")
+            if kind == "user" and name and name not in users:
+                raise ValueError(f"routes.{i}.source: no user named {name!r}")
         return self
 
     @classmethod

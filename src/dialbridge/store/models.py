@@ -3,7 +3,7 @@ PostgreSQL, and trivially driven by a test clock."""
 
 from __future__ import annotations
 
-from sqlalchemy import Boolean, Float, Index, MetaData, String
+from sqlalchemy import Boolean, Float, Index, Integer, MetaData, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 NAMING = {
@@ -46,4 +46,50 @@ class ConferenceMapping(Base):
             postgresql_where=retired_at.is_(None),
         ),
         Index("ix_conference_mappings_retired_at", "retired_at"),
+    )
+
+
+class CallRecord(Base):
+    """One row per call (a CDR), written when the call ends.
+
+    ``caller`` is stored masked: the CDR is for quality and billing checks, not a list of who
+    called. ``pin`` is the PIN that let the caller in (or the last one tried).
+    """
+
+    __tablename__ = "call_records"
+
+    call_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    direction: Mapped[str] = mapped_column(String(8))  # "in" (dial-in) / "out" (dial-out)
+    scenario: Mapped[str] = mapped_column(String(128))
+    started_at: Mapped[float] = mapped_column(Float)
+    answered_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    bridged_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    ended_at: Mapped[float] = mapped_column(Float)
+    duration: Mapped[float] = mapped_column(Float)  # seconds bridged (0 if never)
+    did: Mapped[str | None] = mapped_column(String(64), nullable=True)  # number dialled in
+    destination: Mapped[str | None] = mapped_column(String(64), nullable=True)  # dial-out
+    caller: Mapped[str | None] = mapped_column(String(128), nullable=True)  # masked
+    room: Mapped[str | None] = mapped_column(String(2048), nullable=True)
+    pin: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    sip_status: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    hangup_cause: Mapped[str] = mapped_column(String(128))
+    hangup_side: Mapped[str] = mapped_column(String(16))  # caller, jigasi, trunk, dialbridge
+    loss_fraction: Mapped[float | None] = mapped_column(Float, nullable=True)
+    jitter_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+    __table_args__ = (Index("ix_call_records_started_at", "started_at"),)
+
+
+class PinFailure(Base):
+    """One failed PIN attempt; counted over sliding windows by every process sharing the store."""
+
+    __tablename__ = "pin_failures"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    caller: Mapped[str] = mapped_column(String(128))  # a keyed hash of the caller number
+    at: Mapped[float] = mapped_column(Float)
+
+    __table_args__ = (
+        Index("ix_pin_failures_caller_at", "caller", "at"),
+        Index("ix_pin_failures_at", "at"),
     )
