@@ -906,11 +906,20 @@ def _parse_head(head: str) -> tuple[str, Headers]:
         if len(line) > MAX_HEADER_LINE:
             raise SipParseError("Header field too long")
         name, colon, value = line.partition(":")
-        name = name.rstrip(_WS)
-        if not colon or not _is_token(name):
+        entry = _header_entry(name) if colon else None
+        if entry is None:
             raise SipParseError(f"Malformed header line {line[:40]!r}")
-        items.append((_key(name), canonical_header_name(name), value.strip(" \t\r")))
+        items.append((entry[0], entry[1], value.strip(" \t\r")))
     return start_line, headers
+
+
+@functools.lru_cache(maxsize=1024)
+def _header_entry(raw_name: str) -> tuple[str, str] | None:
+    """(lookup key, canonical name) for a header name as received, or None if not a token."""
+    name = raw_name.rstrip(_WS)
+    if not _is_token(name):
+        return None
+    return _key(name), canonical_header_name(name)
 
 
 def parse_message(data: bytes, *, max_size: int = DEFAULT_MAX_SIZE) -> Request | Response:
