@@ -321,6 +321,27 @@ async def test_options_outside_dialog_is_answered_200():
         await server.close()
 
 
+async def test_invite_from_registered_jigasi_is_accepted_and_names_its_aor(registrar):
+    answerer = Answerer(ring=False)
+    registrar.router = answerer
+    jigasi = await start(UserAgent(config()))
+    try:
+        await register_jigasi(jigasi, registrar, "udp")
+        host, port = registrar.local_addresses["udp"]
+        call = await jigasi.invite(
+            f"sip:+4930123456@{host}:{port}", sdp=SDP_OFFER,
+            headers={"Jitsi-Conference-Room": "room@conference.meet", "JigasiCallDirection": "out"},
+        )  # fmt: skip
+        dialog = await wait(call.answered())  # no challenge: it came on the registered flow
+        incoming = await wait(answerer.calls.get())
+        assert incoming.registered and incoming.registered_aor == "sip:jigasi@dialbridge.test"
+        assert incoming.request_uri.user == "+4930123456"
+        assert incoming.request.headers.get("JigasiCallDirection") == "out"
+        await wait(dialog.bye())
+    finally:
+        await jigasi.close()
+
+
 async def test_registered_ua_options_keepalive_is_answered(registrar):
     jigasi = await start(UserAgent(config()))
     try:

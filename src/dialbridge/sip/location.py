@@ -176,6 +176,15 @@ class LocationService:
                 out.append(Reachable(binding, self._flow_for(binding)))
         return out
 
+    def aor_for_flow(self, flow: Flow) -> str | None:
+        """The address-of-record registered over ``flow`` (e.g. Jigasi's), if any."""
+        if flow.key not in self._flow_keys:
+            return None
+        for aor, group in self._bindings.items():
+            if any(b.flow_key == flow.key for b in group):
+                return aor
+        return None
+
     def is_registered_flow(self, flow: Flow) -> bool:
         """True when ``flow`` (or, over UDP, its address pair) carried a REGISTER we hold."""
         return flow.key in self._flow_keys

@@ -367,6 +367,8 @@ class IncomingCall:
         self.auth_user = auth_user
         #: True when the INVITE came on a flow of a registered contact (e.g. Jigasi).
         self.registered = registered
+        #: The address-of-record registered over that flow ("sip:jigasi@example.org"), if any.
+        self.registered_aor: str | None = ua.location.aor_for_flow(flow) if registered else None
         self.to_tag = new_tag()
         self.state = "new"
         #: Resolves when the caller cancels before we answer.
