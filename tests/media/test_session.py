@@ -170,7 +170,7 @@ async def test_sends_continuously_with_levels_while_muted_and_during_prompts(med
     send = lambda n: trunk_peer.send((LOCAL, trunk.rtp_port), tone(n))  # noqa: E731
     await run_for(1.0, trunk_peer, jigasi_peer, each_tick=send)
     muted = [RtpPacket.parse(d) for d in jigasi_peer.received]
-    assert len(muted) >= 45  # never silent towards Jigasi, even while muted
+    assert len(muted) >= 35  # never silent towards Jigasi (50/s; slack for a busy CI box)
     assert all(1 in p.extensions and p.extensions[1][0] & 0x7F != 127 for p in muted)
     assert all(p.extensions[1][0] & 0x7F >= 100 for p in muted[5:])  # comfort silence
     # Unmute: the tone reaches Jigasi, tagged as loud voice.
@@ -183,7 +183,7 @@ async def test_sends_continuously_with_levels_while_muted_and_during_prompts(med
     await media.play("jigasi", "beep1", tone="beep")
     jigasi_peer.received.clear()
     await run_for(0.5, trunk_peer, jigasi_peer, each_tick=send)
-    assert len(jigasi_peer.received) >= 20
+    assert len(jigasi_peer.received) >= 15
     done = [e for e in media.events_seen if isinstance(e, PlaybackFinished)]
     assert done == [PlaybackFinished("beep1", True, "jigasi")]
     trunk_peer.close()
@@ -231,16 +231,16 @@ async def test_bridged_audio_is_transcoded_pcmu_to_opus_and_back(media):
 
 async def test_media_timeout_fires_once_and_resumes_when_rtp_returns(media):
     peer = Peer()
-    leg = await media.create_session("trunk", media_timeout=0.3)
+    leg = await media.create_session("trunk", media_timeout=0.5)
     await media.set_remote("trunk", RtpParameters("PCMU", 0, remote_rtp=peer.addr))
     tone = pcmu_tone()
     dest = (LOCAL, leg.rtp_port)
     await run_for(0.2, peer, each_tick=lambda n: peer.send(dest, tone(n)))
     assert not any(isinstance(e, MediaTimeout) for e in media.events_seen)
-    await run_for(0.8, peer)
+    await run_for(1.2, peer)
     timeouts = [e for e in media.events_seen if isinstance(e, MediaTimeout)]
-    assert len(timeouts) == 1 and timeouts[0].silent_for >= 0.3
-    assert len(peer.received) >= 40  # we kept sending meanwhile
+    assert len(timeouts) == 1 and timeouts[0].silent_for >= 0.5
+    assert len(peer.received) >= 30  # we kept sending meanwhile
     await run_for(0.2, peer, each_tick=lambda n: peer.send(dest, tone(n)))
     assert any(isinstance(e, MediaResumed) for e in media.events_seen)
     peer.close()
@@ -265,7 +265,7 @@ async def test_hole_punch_comfort_noise_and_garbage_are_tolerated(media):
     await run_for(1.0, peer, each_tick=junk)
     assert any(isinstance(e, RemoteAddressLatched) for e in media.events_seen)
     assert not any(isinstance(e, MediaTimeout) for e in media.events_seen)
-    assert len(peer.received) >= 40
+    assert len(peer.received) >= 30
     peer.close()
 
 
