@@ -612,3 +612,21 @@ async def test_every_in_dialog_request_from_the_peer_gets_a_final_answer_at_once
     finally:
         await peer.close()
         await server.close()
+
+
+async def test_close_hangs_up_every_live_dialog():
+    answerer = Answerer(ring=False)
+    trust = [Trunk.from_cidrs("lo", ["127.0.0.0/8"])]
+    server = await start(UserAgent(config(trunks=trust)))
+    peer = await start(UserAgent(config(trunks=trust), router=answerer))
+    try:
+        host, port = peer.local_addresses["udp"]
+        calls = [await server.invite(f"sip:x{i}@{host}:{port}", sdp=SDP_OFFER) for i in range(5)]
+        for call in calls:
+            await wait(call.answered())
+        theirs = [(await wait(answerer.calls.get())).dialog for _ in calls]
+        await wait(server.close())
+        reasons = await wait(asyncio.gather(*(d.terminated for d in theirs)))
+        assert reasons == ["remote bye"] * 5
+    finally:
+        await peer.close()

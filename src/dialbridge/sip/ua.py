@@ -595,11 +595,13 @@ class UserAgent:
                 local = await self.transports.listen("tls", host, port, context)
                 self.local_addresses.setdefault("tls", local)
 
-    async def close(self) -> None:
-        for handle in list(self._handles):
-            if not handle.is_terminated:
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(handle.bye(), 1.0)
+    async def close(self, *, bye_timeout: float = 2.0) -> None:
+        """BYE every live dialog (all at once, waiting at most ``bye_timeout``), then stop."""
+        live = [h for h in self._handles if not h.is_terminated]
+        if live:
+            await asyncio.wait(
+                [asyncio.ensure_future(_quiet(h.bye())) for h in live], timeout=bye_timeout
+            )
         if self._timer is not None:
             self._timer.cancel()
         for task in list(self._tasks):
@@ -1130,6 +1132,11 @@ class UserAgent:
 
 # Headers copied onto an authenticated in-dialog retry.
 _CARRIED_HEADERS = frozenset({"Content-Type", "Reason", "Event", "Info-Package", "User-Agent"})
+
+
+async def _quiet(awaitable: Awaitable[object]) -> None:
+    with contextlib.suppress(Exception):
+        await awaitable
 
 
 def _items(headers: HeaderItems) -> list[tuple[str, str]]:
