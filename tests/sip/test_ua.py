@@ -98,7 +98,7 @@ async def test_invite_to_registered_ua_leaves_from_its_register_flow(kind):
         await register_jigasi(jigasi, server, kind)
         (reachable,) = server.location.lookup("jigasi", __import__("time").time())
         call = await server.invite(
-            reachable.uri, sdp=SDP_OFFER, via_flow=reachable.flow,
+            reachable, sdp=SDP_OFFER,
             headers={"X-Room-Name": "room@conference.meet.example", "Jitsi-Conference-Room-Pass": "pw"},
         )  # fmt: skip
         statuses = [r.status async for r in call.responses()]
@@ -111,6 +111,7 @@ async def test_invite_to_registered_ua_leaves_from_its_register_flow(kind):
             assert incoming.flow.connection is not None
             assert reachable.flow.connection is not None
         assert incoming.flow.transport == kind
+        assert incoming.to_addr.uri.user == "jigasi" and incoming.request.uri == reachable.uri
         # Jigasi looks headers up by exact spelling (jigasi-protocol.md §1.2).
         raw = incoming.request.to_bytes()
         assert b"\r\nX-Room-Name: room@conference.meet.example\r\n" in raw

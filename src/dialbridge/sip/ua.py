@@ -48,7 +48,7 @@ from .dialog import (
     build_request,
 )
 from .flow import DEFAULT_PORTS, Flow
-from .location import BindingStore, LocationService
+from .location import BindingStore, LocationService, Reachable
 from .message import Request, Response, SipUri, make_response, new_call_id, new_tag
 from .registrar import Authenticator, AuthOutcome, DigestAuthenticator, Registrar
 from .security import EdgePolicy, Trunk, Verdict
@@ -617,12 +617,18 @@ class UserAgent:
 
     # -- outgoing -----------------------------------------------------------------------------
 
-    async def invite(self, target: str, *, sdp: bytes | None = None, headers: HeaderItems = (),
-                     from_: str | None = None, to: str | None = None,
+    async def invite(self, target: str | Reachable, *, sdp: bytes | None = None,
+                     headers: HeaderItems = (), from_: str | None = None, to: str | None = None,
                      via_flow: Flow | None = None,
                      credentials: Credentials | None = None) -> OutgoingCall:  # fmt: skip
-        """Send an INVITE to ``target`` (a SIP URI). ``via_flow`` forces the flow — pass
-        ``ua.location.lookup(aor)[0].flow`` to reach a registered UA the way it expects."""
+        """Send an INVITE to ``target``: a SIP URI, or a registered contact from
+        ``ua.location.lookup(aor)`` — then the INVITE goes to its Contact, over the flow its
+        REGISTER came in on (jigasi-protocol.md §1.1), with the AOR in To. ``via_flow`` forces
+        the flow."""
+        if isinstance(target, Reachable):
+            via_flow = via_flow or target.flow
+            to = to or f"<{target.binding.aor}>"
+            target = target.uri
         flow = via_flow or await self._flow_for(target)
         request = build_request(
             "INVITE",
