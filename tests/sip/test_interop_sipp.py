@@ -395,3 +395,38 @@ async def test_dialbridge_call_to_sipp_is_hung_up_by_sipp(dialbridge, link_facto
         ">BYE",
         "<200 BYE",
     ]
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_dialbridge_info_stays_pending_while_sipp_sends_its_own(
+    dialbridge, link_factory, transport
+):
+    # dialbridge is the caller, as toward Jigasi; SIPp answers our INFO only after its own INFO
+    # has been answered (jigasi-protocol.md §4.1: "Jigasi may send its own INFO ... before it
+    # answers ours").
+    from dialbridge.sip.ua import InfoReceived
+
+    async with link_factory(transport) as link:
+        callee = link.sipp(scenario_path("uas_info_overlap"), remote=None)
+        await callee.start()
+        await callee.ensure_listening()
+        call = await dialbridge.ua.invite(link.uri("jigasi"), sdp=SDP_OFFER)
+        handle = await asyncio.wait_for(call.answered(), 10)
+        ours = await asyncio.wait_for(handle.info("application/json", '{"i":1,"t":11}'), 10)
+        theirs = None
+        async for event in handle.events():
+            if isinstance(event, InfoReceived):
+                theirs = event
+                break
+        bye = await handle.bye()
+        result = await callee.wait()
+    ok(result)
+    assert ours.status == 200
+    assert theirs is not None and b'"sipp-jigasi"' in theirs.body
+    assert bye is not None and bye.status == 200
+    assert result.flow() == [
+        "<INVITE", ">100 INVITE", ">180 INVITE", ">200 INVITE", "<ACK",
+        "<INFO", ">INFO", "<200 INFO", ">200 INFO",
+        "<BYE", ">200 BYE",
+    ]  # fmt: skip
+    assert result.received(method="INFO")[0].body.strip() == '{"i":1,"t":11}'
