@@ -145,8 +145,7 @@ class DemoServer:
         target = reachable[0]
         host = target.flow.local[0] if target.flow else "127.0.0.1"
         call = await self.ua.invite(
-            target.uri, sdp=media_for(None, host), via_flow=target.flow,
-            to=f"<{target.binding.aor}>",
+            target, sdp=media_for(None, host),
             headers=[(name, value) for name, value in (h.split(":", 1) for h in self.args.header)],
         )  # fmt: skip
         flow = call.flow
