@@ -187,3 +187,55 @@ def test_a_lone_leg_sends_prompts_then_comfort_silence():
     assert band_level(np.concatenate(out[:10]), 1000) > 500
     assert np.abs(np.concatenate(out[12:])).max() < 10
     assert trunk.pop_events() == [PlaybackFinished("b", True, "trunk")]
+
+
+def relay_legs() -> tuple[MediaSession, MediaSession]:
+    a = MediaSession(
+        "a",
+        RtpParameters("PCMU", 0, telephone_event_pt=101, remote_rtp=TRUNK, max_streams=1),
+        now=0.0,
+    )
+    b = MediaSession(
+        "b",
+        RtpParameters("PCMU", 0, telephone_event_pt=96, remote_rtp=JIGASI, max_streams=1),
+        now=0.0,
+    )
+    return a, b
+
+
+def test_same_codec_is_relayed_with_our_header_and_unchanged_payload():
+    a, b = relay_legs()
+    bridge = Bridge(a, b)
+    enc = create_encoder("PCMU")
+    tone = sine(700, 40)
+    sent_payloads, out = [], []
+    for n in range(40):
+        payload = enc.encode(tone[n * 160 : (n + 1) * 160])
+        sent_payloads.append(payload)
+        pkt = RtpPacket(0, 5000 + n, 777_000 + n * 160, 0xDEAD, payload)
+        a.receive_rtp(pkt.serialize(), TRUNK, n * TICK)
+        bridge.tick(n * TICK + 0.01)
+        out += [RtpPacket.parse(d) for d, _ in b.outbox]
+        b.outbox.clear()
+        a.outbox.clear()
+    relayed = [p for p in out if p.payload in sent_payloads]
+    assert len(relayed) >= 38  # no decode, no jitter buffer: bytes pass through
+    assert {p.ssrc for p in out} == {b.ssrc} and b.ssrc != 0xDEAD
+    seqs = [p.sequence_number for p in out]
+    assert all((y - x) & 0xFFFF == 1 for x, y in zip(seqs, seqs[1:], strict=False))
+    stamps = [p.timestamp for p in relayed]
+    assert all((y - x) & 0xFFFFFFFF == 160 for x, y in zip(stamps, stamps[1:], strict=False))
+    assert a.mixer.decoded_frames == 0
+
+
+def test_relay_falls_back_to_transcoding_for_a_prompt_and_never_goes_silent():
+    a, b = relay_legs()
+    bridge = Bridge(a, b)
+    b.player.play("beep", TONES["beep"], PlayMode.REPLACE)
+    count = 0
+    for n in range(30):  # a sends nothing at all: b still gets a packet every tick
+        bridge.tick(n * TICK)
+        count += len(b.outbox)
+        b.outbox.clear()
+    assert count == 30
+    assert not b.player.active and a.relay_to is b

@@ -7,8 +7,14 @@ A :class:`Bridge` joins two :class:`~dialbridge.media.session.MediaSession` core
 side, so each direction is decoded with the source leg's codec (its mixer keeps only the N
 loudest SSRCs) and encoded once with the destination leg's codec. Transcoding PCMU/PCMA ↔
 Opus therefore needs nothing special; a same-codec pair goes through the same path (decode +
-encode of G.711 costs a few µs; a byte relay would save the Opus encode on Opus ↔ Opus
-bridges, see docs/media-engine.md, known gaps).
+encode of G.711 costs a few µs).
+
+**Relay.** When both legs use the same codec and the source leg carries a single stream (its
+``max_streams`` is 1), there is nothing to decode: packets are passed on as they arrive, with
+our SSRC, our sequence numbers and the timestamps moved onto our timeline (B2BUA header
+rewrite), RFC 4733 events included. The bridge falls back to decoding for as long as the
+direction is muted or the destination plays a prompt, and the destination fills gaps with
+comfort silence, so it never goes quiet.
 
 Per direction (named by the *source* leg, "audio from A to B"):
 
@@ -31,13 +37,26 @@ import numpy as np
 
 from dialbridge.media.session import MediaSession
 
-__all__ = ["Bridge", "tick_alone"]
+__all__ = ["Bridge", "can_relay", "tick_alone"]
 
 TONE_LOOKBACK = 3  # frames (60 ms): the detector needs 40 ms of tone before it reports
 
 
+def can_relay(source: MediaSession, sink: MediaSession) -> bool:
+    """Whether packets from ``source`` may be relayed to ``sink`` without transcoding: same
+    codec, one stream on the source (nothing to mix), no in-band DTMF to detect or blank,
+    and RFC 6464 levels available if the sink must send them."""
+    sp, kp = source.params, sink.params
+    return (
+        sp.codec.lower() == kp.codec.lower()
+        and sp.max_streams == 1
+        and not sp.inband_dtmf
+        and (kp.audio_level_id is None or sp.audio_level_id is not None)
+    )
+
+
 class _Direction:
-    __slots__ = ("source", "sink", "muted", "delay", "lookback")
+    __slots__ = ("source", "sink", "muted", "delay", "lookback", "relay_capable")
 
     def __init__(self, source: MediaSession, sink: MediaSession, lookback: int) -> None:
         self.source = source
@@ -45,6 +64,13 @@ class _Direction:
         self.muted = False
         self.lookback = lookback if source.params.inband_dtmf else 0
         self.delay: deque[np.ndarray | None] = deque()
+        self.relay_capable = can_relay(source, sink)
+
+    def relaying(self) -> bool:
+        """Relay now? Only while nothing needs the decoded audio (mute, a prompt)."""
+        relay = self.relay_capable and not self.muted and not self.sink.player.active
+        self.source.relay_to = self.sink if relay else None
+        return relay
 
     def forward(self, now: float) -> np.ndarray | None:
         frame = self.source.pull_audio(now)
@@ -90,10 +116,16 @@ class Bridge:
         return (self._a_to_b if source is self.a else self._b_to_a).muted
 
     def tick(self, now: float) -> None:
-        to_b = self._a_to_b.forward(now)
-        to_a = self._b_to_a.forward(now)
-        self.a.send_audio(to_a, now)
-        self.b.send_audio(to_b, now)
+        for direction in (self._a_to_b, self._b_to_a):
+            if direction.relaying():
+                direction.sink.relay_tick(now)
+            else:
+                direction.sink.send_audio(direction.forward(now), now)
+
+    def close(self) -> None:
+        """Stop relaying (the legs go on alone)."""
+        self.a.relay_to = None
+        self.b.relay_to = None
 
 
 def tick_alone(session: MediaSession, now: float) -> None:

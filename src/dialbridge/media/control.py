@@ -354,6 +354,7 @@ class MediaEngine:
         bridge = self.bridges.get(cmd.session_id)
         if bridge is None:
             raise MediaCommandError(f"session {cmd.session_id!r} is not bridged")
+        bridge.close()
         for core in bridge.sessions:
             self.bridges.pop(core.session_id, None)
 
@@ -374,6 +375,7 @@ class MediaEngine:
             return  # closing twice is harmless
         bridge = self.bridges.get(cmd.session_id)
         if bridge is not None:
+            bridge.close()
             for core in bridge.sessions:
                 self.bridges.pop(core.session_id, None)
         if leg.core is not None:

@@ -86,6 +86,7 @@ CN_PAYLOAD_TYPE = 13  # RFC 3389 comfort noise (static PT, RFC 3551 Table 4)
 TICK = 0.020
 
 MAX_DROPOUT = 3000  # RFC 3550 A.1
+RELAY_IDLE = 0.065  # seconds without a relayed packet before we send comfort silence
 _HEADER = struct.Struct("!BBHII")
 # Header + RFC 8285 one-byte block with one 1-byte element (id<<4 | len-1=0), 2 pad bytes.
 _HEADER_LEVEL = struct.Struct("!BBHIIHHBBH")
@@ -230,6 +231,12 @@ class MediaSession:
         self.sender_stats = rtcp.RtpSenderStats(self.ssrc, 8000)
         self._next_rtcp = now + self.rtcp_interval * self.rng.uniform(0.5, 1.5)
         self.closed = False
+        # Relay (same codec on both legs, set by the bridge each tick): packets from this leg
+        # go straight to ``relay_to`` with our header rewritten, nothing is decoded.
+        self.relay_to: MediaSession | None = None
+        self._relay_source: int | None = None  # SSRC the timestamp mapping belongs to
+        self._relay_offset = 0
+        self._relay_last = -1.0
         self.params = params
         self._apply(params)
 
@@ -359,10 +366,16 @@ class MediaSession:
                     counters[2] += 0x10000  # sequence number wrapped
                 counters[1] = seq
 
+        relay = self.relay_to
         if pt == self._audio_pt:
-            self.mixer.push_payload(ssrc, seq, ts, payload, now, level)
+            if relay is None:
+                self.mixer.push_payload(ssrc, seq, ts, payload, now, level)
+            else:
+                relay.relay_packet(False, ssrc, b1 & 0x80, ts, payload, level, now)
         elif self._dtmf_rx is not None:
             self._receive_telephone_event(seq, ts, ssrc, payload, b1 & 0x80, now)
+            if relay is not None:
+                relay.relay_packet(True, ssrc, b1 & 0x80, ts, payload, level, now)
 
     def _latch(self, addr: Address, ssrc: int, seq: int, now: float, accepted: bool) -> bool:
         if self.latched is not None and now - self._latched_last < self.relatch_after:
@@ -530,6 +543,61 @@ class MediaSession:
         dest = self.latched or self.params.remote_rtp
         if dest is not None:
             self.outbox.append((header + payload, dest))
+
+    def relay_packet(
+        self,
+        event: bool,
+        source_ssrc: int,
+        marker: int,
+        ts: int,
+        payload: bytes,
+        level: int | None,
+        now: float,
+    ) -> None:
+        """Send a packet of the bridged leg as ours (B2BUA relay, no transcoding): our SSRC,
+        our sequence numbers, its timestamps moved onto our timeline."""
+        if source_ssrc != self._relay_source or now - self._relay_last > RELAY_IDLE:
+            # New source, or back from generated audio: continue our own timeline from here.
+            self._relay_source = source_ssrc
+            self._relay_offset = (self._ts - ts) & 0xFFFFFFFF
+        self._relay_last = now
+        pt = self._te_pt if event else self._audio_pt
+        if pt is None:
+            return
+        seq = self._seq
+        self._seq = (seq + 1) & 0xFFFF
+        out_ts = (ts + self._relay_offset) & 0xFFFFFFFF
+        b1 = (0x80 | pt) if marker else pt
+        level_id = self._level_id
+        if level_id is None:
+            header = _HEADER.pack(0x80, b1, seq, out_ts, self.ssrc)
+        else:  # the bridge relays to a level-tagged leg only from a leg that sends levels
+            header = _HEADER_LEVEL.pack(
+                0x90,
+                b1,
+                seq,
+                out_ts,
+                self.ssrc,
+                0xBEDE,
+                1,
+                level_id << 4,
+                min(126, 127 if level is None else level),
+                0,
+            )
+        self.packets_sent += 1
+        self._octets_sent += len(payload)
+        self._last_sent = (out_ts, now)
+        dest = self.latched or self.params.remote_rtp
+        if dest is not None:
+            self.outbox.append((header + payload, dest))
+
+    def relay_tick(self, now: float) -> None:
+        """Tick of a leg fed by relay: keep our timeline moving, and fill with comfort
+        silence when the other leg sent nothing lately (never go silent)."""
+        if now - self._relay_last > RELAY_IDLE:
+            self.send_audio(None, now)
+        else:
+            self._ts = (self._ts + self._ts_step) & 0xFFFFFFFF
 
     def send_dtmf(self, digits: str, duration: float = 0.1) -> bool:
         """Queue RFC 4733 events, sent on the next ticks. False if not negotiated."""
