@@ -430,3 +430,48 @@ async def test_dialbridge_info_stays_pending_while_sipp_sends_its_own(
         "<BYE", ">200 BYE",
     ]  # fmt: skip
     assert result.received(method="INFO")[0].body.strip() == '{"i":1,"t":11}'
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_registered_sipp_is_called_over_its_registration_flow(
+    dialbridge, link_factory, transport
+):
+    # The Jigasi shape end to end: SIPp registers with digest, dialbridge INVITEs the binding over
+    # the flow the REGISTER came in on (same UDP socket pair / same TCP or TLS connection), and
+    # the INFO overlap of uas_info_overlap.xml runs in that call.
+    from dialbridge.sip.ua import InfoReceived
+
+    async with link_factory(transport) as link:
+        jigasi = link.sipp(
+            scenario_path("register_then_wait"),
+            service="alice",
+            auth=("alice", "secret"),
+            extra_args=["-d", "2500", "-oocsf", str(scenario_path("ooc_jigasi_callee"))],
+        )
+        await jigasi.start()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 5
+        while not dialbridge.lookup("alice") and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        [binding] = dialbridge.lookup("alice")
+        call = await dialbridge.ua.invite(binding.uri, sdp=SDP_OFFER, via_flow=binding.flow)
+        handle = await asyncio.wait_for(call.answered(), 10)
+        ours = await asyncio.wait_for(handle.info("application/json", '{"i":1,"t":11}'), 10)
+        theirs = None
+        async for event in handle.events():
+            if isinstance(event, InfoReceived):
+                theirs = event
+                break
+        bye = await handle.bye()
+        result = await jigasi.wait()
+    ok(result)
+    assert binding.flow.transport == transport
+    assert binding.flow.local[1] == int(dialbridge.address(transport).rsplit(":", 1)[1])
+    assert handle.flow == binding.flow  # the whole dialog stayed on the registration flow
+    assert ours.status == 200 and theirs is not None and bye is not None and bye.status == 200
+    assert result.flow() == [
+        ">REGISTER", "<401 REGISTER", ">REGISTER", "<200 REGISTER",
+        "<INVITE", ">100 INVITE", ">180 INVITE", ">200 INVITE", "<ACK",
+        "<INFO", ">INFO", "<200 INFO", ">200 INFO",
+        "<BYE", ">200 BYE",
+    ]  # fmt: skip
