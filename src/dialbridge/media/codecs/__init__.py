@@ -89,6 +89,9 @@ CODECS: dict[str, CodecInfo] = {
     # RFC 3551 §4.5.14 / Table 4: static payload types 0 and 8.
     "PCMU": CodecInfo("PCMU", 8000, 1, 8000, static_payload_type=0),
     "PCMA": CodecInfo("PCMA", 8000, 1, 8000, static_payload_type=8),
+    # RFC 3551 §4.5.2: G.722 samples at 16 kHz but its RTP clock is 8000 (kept for
+    # compatibility); the codec takes and returns the engine's 8 kHz frames (codecs/g722.py).
+    "G722": CodecInfo("G722", 8000, 1, 8000, static_payload_type=9),
     # RFC 7587 §7: always "opus/48000/2" in SDP and a 48 kHz RTP clock, whatever the audio
     # bandwidth; we send mono content and run libopus at 8 kHz.
     "opus": CodecInfo("opus", 48000, 2, 8000),
@@ -115,6 +118,10 @@ def create_encoder(name: str, **opts: Any) -> Encoder:
         from .opus import OpusEncoder
 
         return OpusEncoder(**opts)
+    if info.name == "G722":
+        from .g722 import G722Encoder
+
+        return G722Encoder(**opts)
     raise KeyError(f"{info.name} has no audio encoder (see media/dtmf.py for telephone-event)")
 
 
@@ -129,4 +136,8 @@ def create_decoder(name: str, **opts: Any) -> Decoder:
         from .opus import OpusDecoder
 
         return OpusDecoder(**opts)
+    if info.name == "G722":
+        from .g722 import G722Decoder
+
+        return G722Decoder(**opts)
     raise KeyError(f"{info.name} has no audio decoder (see media/dtmf.py for telephone-event)")
