@@ -123,3 +123,35 @@ def test_silent_streams_are_forgotten_after_the_timeout():
     for n in range(10, 200):
         mixer.mix(n * TICK)
     assert mixer.streams == {}
+
+
+def test_quiet_streams_are_not_decoded_after_a_short_hangover():
+    mixer = Mixer(lambda: create_decoder("PCMU"), clock_rate=8000, frame_samples=160)
+    enc = create_encoder("PCMU")
+    talk = sine_frames(500, 8000, 100)
+    for n in range(100):
+        # Loud for 1 s, then room noise at -90 dBov for 1 s.
+        level = 20 if n < 50 else 90
+        mixer.push(RtpPacket(0, n, n * 160, 3, enc.encode(talk[n])), n * TICK, level)
+        mixer.mix(n * TICK + 0.01)
+        if n == 49:
+            decoded_while_talking = mixer.decoded_frames
+    assert decoded_while_talking >= 45
+    # The hangover keeps ~25 quiet frames decoded, then decoding stops.
+    assert 20 <= mixer.decoded_frames - decoded_while_talking <= 30
+
+
+def test_single_stream_playout_follows_a_new_ssrc():
+    from dialbridge.media.mixer import SingleStreamPlayout
+
+    leg = SingleStreamPlayout(lambda: create_decoder("PCMU"), clock_rate=8000, frame_samples=160)
+    enc = create_encoder("PCMU")
+    a, b = sine_frames(500, 8000, 40), sine_frames(1500, 8000, 40)
+    sources = []
+    for n in range(80):
+        ssrc, frames = (1, a) if n < 40 else (2, b)
+        leg.push(RtpPacket(0, n, 1000 * ssrc + n * 160, ssrc, enc.encode(frames[n % 40])), n * TICK)
+        sources.append(leg.mix(n * TICK + 0.01).sources)
+    assert sources[10:38] == [(1,)] * 28
+    assert sources[45:] == [(2,)] * 35
+    assert list(leg.streams) == [2]

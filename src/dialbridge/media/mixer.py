@@ -187,3 +187,58 @@ class Mixer:
         for ssrc, jb in list(self.streams.items()):
             if jb.last_arrival is not None and now - jb.last_arrival > self.stream_timeout:
                 self.remove(ssrc)
+
+
+class SingleStreamPlayout:
+    """The :class:`Mixer` interface for a leg that carries one stream (a trunk, a phone):
+    one jitter buffer, no ranking. A new SSRC replaces the old one (the buffer resyncs), as
+    when a trunk re-originates the stream after a re-INVITE."""
+
+    def __init__(
+        self,
+        decoder_factory: Callable[[], PlayoutDecoder],
+        *,
+        clock_rate: int,
+        frame_samples: int,
+        pcm_samples: int = 160,
+        min_delay: float = 0.060,
+        max_delay: float = 0.300,
+    ) -> None:
+        self.jitter = JitterBuffer(
+            decoder_factory(),
+            clock_rate=clock_rate,
+            frame_samples=frame_samples,
+            pcm_samples=pcm_samples,
+            min_delay=min_delay,
+            max_delay=max_delay,
+        )
+        self._silence = np.zeros(pcm_samples, dtype=np.int16)
+        self.decoded_frames = 0
+        self.skipped_frames = 0
+
+    @property
+    def streams(self) -> dict[int, JitterBuffer]:
+        jb = self.jitter
+        return {} if jb.ssrc is None else {jb.ssrc: jb}
+
+    def push(self, packet: RtpPacket, now: float, level: int | None = None) -> bool:
+        return self.jitter.push(packet, now, UNKNOWN_LEVEL if level is None else level)
+
+    def push_payload(
+        self, ssrc: int, seq: int, ts: int, payload: bytes, now: float, level: int | None
+    ) -> bool:
+        return self.jitter.push_payload(
+            ssrc, seq, ts, payload, now, UNKNOWN_LEVEL if level is None else level
+        )
+
+    def remove(self, ssrc: int) -> None:
+        if self.jitter.ssrc == ssrc:
+            self.jitter.ssrc = None
+            self.jitter._reset_timeline()
+
+    def mix(self, now: float) -> MixedFrame:
+        frame = self.jitter.pop(now, True)
+        if frame.kind is FrameKind.SILENCE:
+            return MixedFrame(self._silence, (), False)
+        self.decoded_frames += 1
+        return MixedFrame(frame.pcm, (self.jitter.ssrc,), True)

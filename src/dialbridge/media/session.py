@@ -63,7 +63,7 @@ from dialbridge.media.dtmf import (
     Rfc4733Sender,
 )
 from dialbridge.media.levels import AudioLevelMeter, dbov, dbov_to_level
-from dialbridge.media.mixer import MixedFrame, Mixer
+from dialbridge.media.mixer import MixedFrame, Mixer, SingleStreamPlayout
 from dialbridge.media.playback import Player
 from dialbridge.media.rtp import RtpPacket, RtpParseError
 
@@ -113,7 +113,7 @@ class RtpParameters:
     remote_rtp: Address | None = None  # from c=/m= (may be private: we latch)
     remote_rtcp: Address | None = None  # a=rtcp, else remote_rtp port + 1
     rtcp_mux: bool = False
-    max_streams: int = 3  # N loudest SSRCs decoded on this leg
+    max_streams: int = 3  # N loudest SSRCs decoded on this leg; 1 = a single-stream leg
     inband_dtmf: bool = False  # run the Goertzel detector on received audio
     codec_options: dict[str, Any] = field(default_factory=dict)
 
@@ -250,11 +250,13 @@ class MediaSession:
             raise ValueError(f"no audio codec {params.codec!r}")
         self.codec = info
         self.encoder = create_encoder(info.name, **params.codec_options)
-        self.mixer = Mixer(
+        playout = SingleStreamPlayout if params.max_streams == 1 else Mixer
+        opts = {} if params.max_streams == 1 else {"max_streams": params.max_streams}
+        self.mixer = playout(
             lambda: create_decoder(info.name),
             clock_rate=info.clock_rate,
             frame_samples=info.rtp_samples_per_frame,
-            max_streams=params.max_streams,
+            **opts,
         )
         self.sender_stats.clock_rate = info.clock_rate
         self._ts_step = info.rtp_samples_per_frame
