@@ -97,6 +97,21 @@ def main() -> None:
     a = [g711.alaw_encode(f) for f in f8]
     row("G.711 A-law decode", timeit(g711.alaw_decode, a, runs))
 
+    # -- G.722 (optional codec; PyAV's FFmpeg g722 plus the 2x resamplers) --
+    from dialbridge.media import audio
+    from dialbridge.media.codecs import create_decoder, create_encoder
+
+    enc722 = create_encoder("G722")
+    row("G.722 encode (8k frame -> 2x up -> FFmpeg g722)", timeit(enc722.encode, f8, runs))
+    p722 = [create_encoder("G722").encode(f) for f in f8]
+    dec722 = create_decoder("G722")
+    row("G.722 decode (FFmpeg g722 -> 2x down)", timeit(dec722.decode, p722, runs))
+    up = audio.Upsampler2x()
+    row("Upsampler2x 8k->16k (48-tap polyphase FIR)", timeit(up.process, f8, runs))
+    wide = [np.repeat(f, 2) for f in f8]
+    down = audio.Downsampler2x()
+    row("Downsampler2x 16k->8k", timeit(down.process, wide, runs))
+
     # -- Opus encode, libopus via ctypes --
     for rate, frames in ((8000, f8), (48000, f48)):
         for complexity in (1, 5, 10):
