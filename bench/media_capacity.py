@@ -184,7 +184,9 @@ async def media_main(args) -> dict:
     addrs = await asyncio.get_running_loop().run_in_executor(None, parent.recv)
     opus_opts = {"complexity": args.complexity, "bitrate": args.bitrate, "fec": not args.no_fec}
     for c, (taddr, jaddr) in enumerate(addrs):
-        await media.set_remote(f"t{c}", RtpParameters("PCMU", 0, remote_rtp=tuple(taddr)))
+        await media.set_remote(
+            f"t{c}", RtpParameters("PCMU", 0, remote_rtp=tuple(taddr), max_streams=1)
+        )
         await media.set_remote(
             f"j{c}",
             RtpParameters(
@@ -289,7 +291,7 @@ def main() -> None:
     ap.add_argument("--talkers", default="turns", choices=["turns", "all", "one"])
     ap.add_argument("--max-streams", type=int, default=3)
     ap.add_argument("--complexity", type=int, default=1)
-    ap.add_argument("--bitrate", type=int, default=24000)
+    ap.add_argument("--bitrate", type=int, default=32000)
     ap.add_argument("--no-fec", action="store_true")
     ap.add_argument("--no-uvloop", action="store_true")
     ap.add_argument("--pin", action="store_true", help="pin media to core 0, generator to 1")

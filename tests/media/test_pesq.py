@@ -27,10 +27,19 @@ JIGASI = ("127.0.0.1", 40002)
 pytestmark = pytest.mark.slow
 
 
-def make_bridge() -> tuple[MediaSession, MediaSession, Bridge]:
-    trunk = MediaSession("trunk", RtpParameters("PCMU", 0, remote_rtp=TRUNK), now=0.0)
+# The Opus settings bench/media_capacity.py measures capacity with (cheaper than the default
+# complexity 5): the quality targets must hold for them too.
+CAPACITY_OPUS = {"complexity": 1, "bitrate": 32000}
+
+
+def make_bridge(opus: dict | None = None) -> tuple[MediaSession, MediaSession, Bridge]:
+    trunk = MediaSession(
+        "trunk", RtpParameters("PCMU", 0, remote_rtp=TRUNK, max_streams=1), now=0.0
+    )
     jigasi = MediaSession(
-        "jigasi", RtpParameters("opus", 111, audio_level_id=1, remote_rtp=JIGASI), now=0.0
+        "jigasi",
+        RtpParameters("opus", 111, audio_level_id=1, remote_rtp=JIGASI, codec_options=opus or {}),
+        now=0.0,
     )
     return trunk, jigasi, Bridge(trunk, jigasi)
 
@@ -46,9 +55,11 @@ def network(rng: random.Random, loss: float, sent: float) -> float | None:
     return sent + 0.015 + rng.uniform(0.0, 0.030)
 
 
-def trunk_to_jigasi(speech: np.ndarray, loss: float, seed: int = 3) -> np.ndarray:
+def trunk_to_jigasi(
+    speech: np.ndarray, loss: float, seed: int = 3, opus: dict | None = None
+) -> np.ndarray:
     rng = random.Random(seed)
-    trunk, jigasi, bridge = make_bridge()
+    trunk, jigasi, bridge = make_bridge(opus)
     enc = create_encoder("PCMU")
     receiver = JitterBuffer(create_decoder("opus"), clock_rate=48000, frame_samples=960)
     frames = frames_of(speech)
@@ -154,6 +165,11 @@ def test_trunk_to_jigasi_speech_scores_at_least_4_0_without_loss(speech_8k, trun
 
 def test_trunk_to_jigasi_speech_scores_at_least_3_5_with_3_percent_loss(speech_8k, trunk_speech):
     assert mos(trunk_speech, trunk_to_jigasi(speech_8k, 0.03)) >= 3.5
+
+
+def test_capacity_opus_settings_keep_both_quality_targets(speech_8k, trunk_speech):
+    assert mos(trunk_speech, trunk_to_jigasi(speech_8k, 0.0, opus=CAPACITY_OPUS)) >= 4.0
+    assert mos(trunk_speech, trunk_to_jigasi(speech_8k, 0.03, opus=CAPACITY_OPUS)) >= 3.5
 
 
 def test_jigasi_to_trunk_mix_of_three_ssrcs_scores_at_least_4_0_without_loss(
