@@ -166,3 +166,11 @@ def test_why_not_pyav_its_libopus_decoder_only_outputs_48k(speech_8k):
     dec.open()
     frames = [f for p in packets for f in dec.decode(av.Packet(p))]
     assert frames[0].sample_rate == 48000 and frames[0].samples == 960
+
+
+def test_decoder_accepts_memoryview_and_bytearray_payloads(speech_8k):
+    packets = encode_all(create_encoder("opus"), speech_8k[:800])
+    dec = create_decoder("opus")
+    assert len(dec.decode(memoryview(packets[0]))) == 160
+    assert len(dec.decode(bytearray(packets[1]))) == 160
+    assert len(dec.conceal(memoryview(packets[3]))) == 160

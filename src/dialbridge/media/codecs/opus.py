@@ -300,6 +300,8 @@ class OpusDecoder:
         """Decode one packet. A corrupt packet raises PayloadError (treat it as lost)."""
         if not payload:
             return self.conceal()
+        if type(payload) is not bytes:  # ctypes c_char_p takes bytes only (not memoryview)
+            payload = bytes(payload)
         n = self._lib.opus_decode(
             self._st, payload, len(payload), self._buf_addr, len(self._buf), 0
         )
@@ -311,6 +313,8 @@ class OpusDecoder:
         n = samples or self.samples_per_frame
         lib = self._lib
         if next_payload:
+            if type(next_payload) is not bytes:
+                next_payload = bytes(next_payload)
             got = lib.opus_decode(self._st, next_payload, len(next_payload), self._buf_addr, n, 1)
             if got > 0:
                 self.fec_frames += 1
