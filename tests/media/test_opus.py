@@ -39,6 +39,10 @@ def test_encoder_settings_reach_libopus():
     enc = opus.OpusEncoder(complexity=7, fec=True)
     assert enc.get_ctl(opus.OPUS_GET_COMPLEXITY_REQUEST) == 7
     assert enc.get_ctl(opus.OPUS_GET_INBAND_FEC_REQUEST) == 1
+    enc.set_complexity(1)
+    enc.set_fec(False)
+    assert enc.get_ctl(opus.OPUS_GET_COMPLEXITY_REQUEST) == 1
+    assert enc.get_ctl(opus.OPUS_GET_INBAND_FEC_REQUEST) == 0
     assert opus.libopus_version().startswith("libopus 1.")
 
 

@@ -228,6 +228,13 @@ class OpusEncoder:
     def set_bitrate(self, bitrate: int) -> None:
         self._ctl(OPUS_SET_BITRATE_REQUEST, bitrate)
 
+    def set_complexity(self, complexity: int) -> None:
+        """0..10; lower it when the media process runs short of CPU (1 halves the encode)."""
+        self._ctl(OPUS_SET_COMPLEXITY_REQUEST, max(0, min(10, complexity)))
+
+    def set_fec(self, enabled: bool) -> None:
+        self._ctl(OPUS_SET_INBAND_FEC_REQUEST, int(enabled))
+
     def set_packet_loss_perc(self, percent: int) -> None:
         """Feed back the loss the peer reports (RTCP) so FEC strength follows it."""
         self._ctl(OPUS_SET_PACKET_LOSS_PERC_REQUEST, max(0, min(100, percent)))
