@@ -169,3 +169,30 @@ def test_damaged_binding_file_loads_as_empty(tmp_path):
 def test_aor_is_canonical():
     assert aor_of("sip:Jigasi@Example.COM:5060;transport=tcp") == "sip:Jigasi@example.com"
     assert isinstance(Binding("a", "b", 1.0, "c", 1, "k"), Binding)
+
+
+def test_wrong_credentials_are_reported_for_banning():
+    from dialbridge.sip.registrar import DigestAuthenticator
+
+    failures = []
+    registrar = Registrar(
+        LocationService(), DigestAuthenticator("example.com", {"jigasi": "secret"}),
+        on_auth_failure=failures.append,
+    )  # fmt: skip
+    challenge = registrar.handle(register(auth=None), JIGASI_UDP, now=1000.0)
+    assert challenge.status == 401 and failures == []
+    from dialbridge.sip.auth import DigestClient
+
+    request = register(auth=None)
+    name, value = DigestClient("jigasi", "wrong").answer(
+        401, challenge.headers.get_all("WWW-Authenticate"), method="REGISTER", uri=request.uri
+    )
+    request.headers.add(name, value)
+    assert registrar.handle(request, JIGASI_UDP, now=1001.0).status == 401
+    assert failures == [JIGASI_UDP]
+    good = register(auth=None, cseq=2)
+    name, value = DigestClient("jigasi", "secret").answer(
+        401, challenge.headers.get_all("WWW-Authenticate"), method="REGISTER", uri=good.uri
+    )
+    good.headers.add(name, value)
+    assert registrar.handle(good, JIGASI_UDP, now=1002.0).status == 200

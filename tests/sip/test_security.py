@@ -90,3 +90,19 @@ def test_trunks_and_known_sources_are_not_flood_limited_but_scanners_still_dropp
     assert policy.admit(req(), "192.0.2.1", 0.0) is None
     assert policy.admit(req(), "192.0.2.1", 0.0).verdict is Verdict.DROP
     assert policy.admit(req(user_agent="sipvicious"), "198.51.100.9", 0.0).verdict is Verdict.DROP
+
+
+def test_repeated_wrong_credentials_ban_a_source_for_a_while():
+    policy = EdgePolicy(failure_limit=3, failure_window=60.0, ban_seconds=300.0)
+    assert policy.auth_failed("192.0.2.1", 0.0) is False
+    assert policy.auth_failed("192.0.2.1", 1.0) is False
+    assert policy.admit(req("REGISTER"), "192.0.2.1", 1.5) is None
+    assert policy.auth_failed("192.0.2.1", 2.0) is True
+    assert policy.admit(req("REGISTER"), "192.0.2.1", 3.0).verdict is Verdict.DROP
+    assert policy.admit(req("REGISTER"), "192.0.2.2", 3.0) is None  # others unaffected
+    assert policy.admit(req("REGISTER"), "192.0.2.1", 302.5) is None  # ban over
+
+
+def test_failures_outside_the_window_do_not_add_up():
+    policy = EdgePolicy(failure_limit=3, failure_window=10.0)
+    assert not any(policy.auth_failed("192.0.2.1", t) for t in (0.0, 20.0, 40.0, 60.0))

@@ -631,3 +631,39 @@ async def test_close_hangs_up_every_live_dialog():
         assert reasons == ["remote bye"] * 5
     finally:
         await peer.close()
+
+
+async def test_register_without_accounts_is_forbidden():
+    server = await start(UserAgent(config()))
+    client = await start(UserAgent(config()))
+    try:
+        response = await wait(
+            client.register(registrar_uri(server, "udp"), "sip:x@dialbridge.test", credentials=None)
+        )
+        assert response.status == 403
+    finally:
+        await client.close()
+        await server.close()
+
+
+async def test_password_guessing_gets_the_source_banned(registrar):
+    registrar.policy.failure_limit = 3
+    client = await start(UserAgent(config()))
+    try:
+        for _ in range(3):
+            response = await wait(
+                client.register(
+                    registrar_uri(registrar, "udp"), "sip:jigasi@dialbridge.test",
+                    credentials=Credentials("jigasi", "guess"),
+                )
+            )  # fmt: skip
+            assert response.status == 401
+        port = registrar.local_addresses["udp"][1]
+        probe = (
+            b"OPTIONS sip:x@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKban;rport\r\n"
+            b"From: <sip:a@b>;tag=1\r\nTo: <sip:x@y>\r\nCall-ID: ban\r\nCSeq: 1 OPTIONS\r\n"
+            b"Content-Length: 0\r\n\r\n"
+        )
+        assert await asyncio.to_thread(_udp_exchange, port, probe, 0.3) is None  # banned: silence
+    finally:
+        await client.close()

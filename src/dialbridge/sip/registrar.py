@@ -10,7 +10,7 @@ bindings outlive a restart.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -34,6 +34,8 @@ class AuthOutcome:
     user: str | None = None
     status: int = 401
     headers: tuple[tuple[str, str], ...] = ()
+    #: Credentials were presented and were wrong (counts towards a source's ban).
+    failed: bool = False
 
     @property
     def ok(self) -> bool:
@@ -53,6 +55,8 @@ class Registrar:
     default_expires: int = 600
     #: Users allowed to register any AOR (none by default: the digest user must own the AOR).
     admins: frozenset[str] = field(default_factory=frozenset)
+    #: Called with the flow of every REGISTER that presented wrong credentials.
+    on_auth_failure: Callable[[Flow], None] | None = None
 
     def handle(self, request: Request, flow: Flow, now: float) -> Response:
         try:
@@ -68,6 +72,8 @@ class Registrar:
         if self.authenticator is not None:
             outcome = self.authenticator.authenticate(request, now)
             if not outcome.ok:
+                if outcome.failed and self.on_auth_failure is not None:
+                    self.on_auth_failure(flow)
                 return make_response(
                     request, outcome.status, to_tag=to_tag, headers=outcome.headers
                 )
@@ -214,15 +220,22 @@ class DigestAuthenticator:
                 return AuthOutcome(status=400)
             if result.verdict is AuthVerdict.STALE_NONCE:
                 return self._challenge(now, stale=True)
-            if request.method != "REGISTER" and result.verdict in (
+            wrong = result.verdict in (
                 AuthVerdict.WRONG_PASSWORD,
                 AuthVerdict.UNKNOWN_USER,
                 AuthVerdict.REPLAY,
-            ):
-                return AuthOutcome(status=403)
+            )
+            if wrong and request.method != "REGISTER":
+                return AuthOutcome(status=403, failed=True)
+            if wrong:
+                return self._challenge(now, failed=True)
         return self._challenge(now)
 
-    def _challenge(self, now: float, *, stale: bool = False) -> AuthOutcome:
+    def _challenge(self, now: float, *, stale: bool = False, failed: bool = False) -> AuthOutcome:
         name = self.challenger.challenge_header
         values = self.challenger.challenges(now, stale=stale)
-        return AuthOutcome(status=self.challenger.status, headers=tuple((name, v) for v in values))
+        return AuthOutcome(
+            status=self.challenger.status,
+            headers=tuple((name, v) for v in values),
+            failed=failed,
+        )

@@ -8,7 +8,9 @@ A request from the network is screened in this order, and the first rule that ap
 1. **Scanner User-Agents** (friendly-scanner, sipvicious, sipcli, ...) are dropped: no answer
    tells a scanner that a SIP server lives here.
 2. **Flood limit**: one token bucket per source IP; a request without a token is dropped.
-   Trunk addresses and known sources are exempt (their rate is our call load).
+   Trunk addresses and known sources are exempt (their rate is our call load). A source that
+   presented wrong digest credentials ``failure_limit`` times within ``failure_window`` is
+   dropped for ``ban_seconds`` (password guessing).
 3. **Trunks by source address**: a source inside a trunk's CIDR allow-list is that trunk.
 4. **REGISTER** goes to the registrar, which does its own digest check.
 5. **Known sources**: a source the caller vouches for (a registered contact's flow, an existing
@@ -108,7 +110,14 @@ class EdgePolicy:
     #: Challenge unknown sources (True when there are digest users or digest trunks).
     digest_enabled: bool = True
     max_tracked_sources: int = 10000
+    #: Wrong digest credentials from one IP this many times within failure_window seconds...
+    failure_limit: int = 10
+    failure_window: float = 60.0
+    #: ... and every request from it is dropped for this long (password guessing).
+    ban_seconds: float = 300.0
     _buckets: dict[str, TokenBucket] = field(default_factory=dict, repr=False)
+    _failures: dict[str, list[float]] = field(default_factory=dict, repr=False)
+    _banned_until: dict[str, float] = field(default_factory=dict, repr=False)
 
     def screen(
         self, request: Request, source_ip: str, now: float, *, known_source: bool = False
@@ -131,6 +140,11 @@ class EdgePolicy:
             return Decision(Verdict.DROP, why=f"scanner user-agent {user_agent!r}")
         if known_source or self.trunk_for_address(source_ip) is not None:
             return None
+        banned_until = self._banned_until.get(source_ip)
+        if banned_until is not None:
+            if now < banned_until:
+                return Decision(Verdict.DROP, why="banned after failed authentication")
+            del self._banned_until[source_ip]
         if not self._take_token(source_ip, now):
             return Decision(Verdict.DROP, why="flood limit")
         return None
@@ -149,6 +163,21 @@ class EdgePolicy:
         if self.digest_enabled:
             return Decision(Verdict.CHALLENGE, why="unknown source, digest possible")
         return Decision(Verdict.FORBID, why="unknown source")
+
+    def auth_failed(self, source_ip: str, now: float) -> bool:
+        """Count wrong credentials from ``source_ip``; True when that got it banned."""
+        recent = [t for t in self._failures.get(source_ip, []) if now - t < self.failure_window]
+        recent.append(now)
+        if len(recent) >= self.failure_limit:
+            self._failures.pop(source_ip, None)
+            self._banned_until[source_ip] = now + self.ban_seconds
+            if len(self._banned_until) > self.max_tracked_sources:
+                self._banned_until = {ip: t for ip, t in self._banned_until.items() if t > now}
+            return True
+        self._failures[source_ip] = recent
+        if len(self._failures) > self.max_tracked_sources:
+            self._failures.clear()
+        return False
 
     def trunk_for_address(self, source_ip: str) -> Trunk | None:
         try:

@@ -558,6 +558,7 @@ class UserAgent:
             min_expires=config.min_expires,
             max_expires=config.max_expires,
             default_expires=config.default_expires,
+            on_auth_failure=self._auth_failed,
         )
         self.policy = EdgePolicy(
             trunks=list(config.trunks),
@@ -940,9 +941,17 @@ class UserAgent:
         except TransactionError as exc:
             log.warning("could not answer %s: %s", transaction, exc)
 
+    def _auth_failed(self, flow: Flow) -> None:
+        if self.policy.auth_failed(flow.remote[0], self._now()):
+            log.warning("banning %s for %.0fs after repeated wrong credentials",
+                        flow.remote[0], self.policy.ban_seconds)  # fmt: skip
+
     def _on_incoming_request(self, event: IncomingRequest) -> None:
         request, transaction, flow = event.request, event.transaction, event.flow
         if request.method == "REGISTER":
+            if self.authenticator is None:
+                self._answer(transaction, 403)  # no accounts: nobody may register
+                return
             response = self.registrar.handle(request, flow, time.time())
             self.core.respond(transaction, response, self._now())
             return
@@ -954,6 +963,8 @@ class UserAgent:
             assert self.authenticator is not None
             outcome = self.authenticator.authenticate(request, time.time())
             if not outcome.ok:
+                if outcome.failed:
+                    self._auth_failed(flow)
                 if outcome.status == 403:
                     self._answer(transaction, 403)
                 else:
