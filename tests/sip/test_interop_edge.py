@@ -37,6 +37,7 @@ def sipp(dialbridge, peer_dir, scenario: str, transport: str, **kw) -> Sipp:
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("transport", ["udp", "tcp"])
 async def test_scanner_user_agent_is_dropped_without_an_answer(
     dialbridge, peer_dir, sipp_binary, transport

@@ -48,6 +48,7 @@ def pair(peer_dir: Path, server_scenario, client_scenario, *, transport="udp", *
     return server, client
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("transport", ["udp", "tcp"])
 async def test_builtin_uac_completes_one_call_against_builtin_uas(sipp_binary, peer_dir, transport):
     server, client = pair(peer_dir, "uas", "uac", transport=transport)
@@ -110,6 +111,7 @@ async def test_options_scenario_checks_allow(sipp_binary, peer_dir):
     assert client_result.flow() == [">OPTIONS", "<200 OPTIONS"]
 
 
+@pytest.mark.slow
 async def test_uac_call_scenario_against_builtin_uas(sipp_binary, peer_dir):
     server, client = pair(peer_dir, "uas", scenario_path("uac_call"), service="echo")
     _, client_result = await run_pair(server, client)
@@ -119,6 +121,7 @@ async def test_uac_call_scenario_against_builtin_uas(sipp_binary, peer_dir):
     ]  # fmt: skip
 
 
+@pytest.mark.slow
 async def test_drop_first_ack_scenario_waits_for_the_retransmitted_200(sipp_binary, peer_dir):
     server, client = pair(peer_dir, "uas", scenario_path("uac_drop_first_ack"), service="echo")
     server_result, client_result = await run_pair(server, client)
@@ -352,6 +355,7 @@ async def test_tls_client_tunnel_refuses_a_certificate_it_does_not_trust(
     assert "certificate verify failed" in client_tunnel.output
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("transport", ["udp", "tcp"])
 async def test_loopback_capture_sees_sipp_messages_with_their_ports(
     sipp_binary, peer_dir, transport
@@ -372,6 +376,7 @@ async def test_loopback_capture_sees_sipp_messages_with_their_ports(
     assert oks and all(m.src == (LOOPBACK, server.local_port) for m in oks)
 
 
+@pytest.mark.slow
 async def test_private_netns_has_only_loopback_and_sipp_runs_inside_it(sipp_binary, peer_dir):
     from tests.sip.peers.netns import private_netns_argv
 

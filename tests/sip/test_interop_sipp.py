@@ -432,6 +432,7 @@ async def test_dialbridge_info_stays_pending_while_sipp_sends_its_own(
     assert result.received(method="INFO")[0].body.strip() == '{"i":1,"t":11}'
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("transport", TRANSPORTS)
 async def test_registered_sipp_is_called_over_its_registration_flow(
     dialbridge, link_factory, transport
