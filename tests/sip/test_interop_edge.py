@@ -98,3 +98,17 @@ async def test_invite_from_an_unknown_source_without_credentials_is_not_answered
     assert {m.status for m in result.received()} & {401, 403, 407}
     assert dialbridge.incoming == []
     assert LOOPBACK not in {m.header("Via") for m in result.sent()}  # sent from 127.0.0.2 indeed
+
+
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
+async def test_malformed_request_gets_400_and_the_next_one_200(
+    dialbridge, peer_dir, sipp_binary, transport
+):
+    result = await sipp(
+        dialbridge, peer_dir, "malformed_then_options", transport, service="x"
+    ).run()
+    assert result.returncode == 0, result.explain()
+    assert result.flow() == [">OPTIONS", "<400 OPTIONS", ">OPTIONS", "<200 OPTIONS"]
+    refusal = result.received(status=400)[0]
+    assert refusal.header("CSeq") == "1 OPTIONS"
+    assert refusal.header("Call-ID") == result.sent()[0].header("Call-ID")
