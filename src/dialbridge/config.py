@@ -12,7 +12,7 @@ Theory of operation
 
 Sections: ``http``, ``store``, ``mapper``, ``numbers``, ``dialout`` (the Meet web services) and
 ``sip``, ``users``, ``trunks``, ``jigasi``, ``ivr``, ``limits``, ``routes`` (the call engine,
-docs/calls.md).
+docs/calls.md); ``admin`` and ``log`` (operations, docs/operations.md).
 """
 
 from __future__ import annotations
@@ -179,6 +179,30 @@ class DialoutConfig(_Section):
             if not re.fullmatch(r"\+\d{1,15}", prefix):
                 raise ValueError(f"{prefix!r} is not an E.164 prefix like '+4930'")
         return value
+
+
+# -- operations (issue 6) -------------------------------------------------------------------------
+
+
+class AdminConfig(_Section):
+    # The admin page (/admin) and its API (/admin/api/...) ask for this token (typed into the
+    # page, or sent as "Authorization: Bearer <token>"). Empty: the admin page is off.
+    token: str = ""
+    # /metrics (Prometheus) open to anyone who reaches the HTTP listener, or only with the token.
+    metrics_public: bool = True
+
+    @field_validator("token")
+    @classmethod
+    def _long_enough(cls, value: str) -> str:
+        if value and len(value) < 16:
+            raise ValueError("use at least 16 characters (e.g. `openssl rand -hex 16`)")
+        return value
+
+
+class LogConfig(_Section):
+    # "json": one JSON object per line with the call ID (for journald/Loki); "text": readable.
+    format: Literal["text", "json"] = "text"
+    level: Literal["debug", "info", "warning", "error"] = "info"
 
 
 # -- the call engine (issue 5) -------------------------------------------------------------------
@@ -424,6 +448,8 @@ class Config(BaseSettings):
     ivr: IvrConfig = IvrConfig()
     limits: LimitsConfig = LimitsConfig()
     routes: list[RouteEntry] = Field(default_factory=default_routes)
+    admin: AdminConfig = AdminConfig()
+    log: LogConfig = LogConfig()
 
     @model_validator(mode="after")
     def _one_default_number(self) -> Config:
