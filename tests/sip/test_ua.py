@@ -288,6 +288,9 @@ async def test_invite_from_unknown_source_is_challenged_and_passes_with_credenti
         call = await client.invite(
             f"sip:100@{host}:{port}", sdp=SDP_OFFER, credentials=Credentials("jigasi", "secret")
         )
+        statuses = [r.status async for r in call.responses()]
+        assert statuses[-1] == 200 and 401 not in statuses  # the challenge was answered inside
+        assert call.request.headers.get("Authorization", "").startswith("Digest ")
         dialog = await wait(call.answered())
         incoming = await wait(answerer.calls.get())
         assert incoming.auth_user == "jigasi"

@@ -873,8 +873,7 @@ class UserAgent:
         if status in (401, 407) and call.credentials and not call._pending.challenged:
             retry = self._authorized_retry(call.request, response, call.credentials, None)
             if retry is not None:
-                call._pending.challenged = True
-                call._pending.queue.put_nowait(response)  # visible, but not final
+                call._pending.challenged = True  # answered here: not shown, not final
                 call.request = retry
                 self._start_invite(call, retry)
                 return
