@@ -407,8 +407,7 @@ class IncomingCall:
         """200 OK with ``sdp`` (our answer, or our offer for an offerless INVITE)."""
         self._check_open()
         response = self._response(200, sdp, headers)
-        handle_box: list[DialogHandle] = []
-        dialog = self._ua._respond(self.transaction, response, handle_box)
+        dialog = self._ua._respond(self.transaction, response)
         if dialog is None:
             raise CallStateError("no dialog was created")
         handle = dialog.user_data if isinstance(dialog.user_data, DialogHandle) else None
@@ -910,8 +909,7 @@ class UserAgent:
 
     # -- server side --------------------------------------------------------------------------
 
-    def _respond(self, transaction: ServerTransaction, response: Response,
-                 _box: list | None = None) -> Dialog | None:  # fmt: skip
+    def _respond(self, transaction: ServerTransaction, response: Response) -> Dialog | None:
         try:
             dialog = self.core.respond(transaction, response, self._now())
         except TransactionError as exc:
