@@ -775,12 +775,7 @@ class UserAgent:
         elif isinstance(event, DialogAckReceived):
             handle = event.dialog.user_data
             if isinstance(handle, DialogHandle):
-                if (
-                    event.request.body
-                    and handle.local_sdp
-                    and not handle.remote_sdp
-                    or event.request.body
-                ):
+                if event.request.body:  # the answer to the offer we put in our 2xx
                     handle.remote_sdp = event.request.body
                 if not handle.acked.done():
                     handle.acked.set_result(event.request)
