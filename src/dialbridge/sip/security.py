@@ -118,6 +118,7 @@ class EdgePolicy:
     _buckets: dict[str, TokenBucket] = field(default_factory=dict, repr=False)
     _failures: dict[str, list[float]] = field(default_factory=dict, repr=False)
     _banned_until: dict[str, float] = field(default_factory=dict, repr=False)
+    _trunk_cache: dict[str, Trunk | None] = field(default_factory=dict, repr=False)
 
     def screen(
         self, request: Request, source_ip: str, now: float, *, known_source: bool = False
@@ -180,14 +181,18 @@ class EdgePolicy:
         return False
 
     def trunk_for_address(self, source_ip: str) -> Trunk | None:
+        cache = self._trunk_cache
+        if source_ip in cache:
+            return cache[source_ip]
         try:
             address = ipaddress.ip_address(source_ip)
         except ValueError:
             return None
-        for trunk in self.trunks:
-            if trunk.contains(address):
-                return trunk
-        return None
+        found = next((t for t in self.trunks if t.contains(address)), None)
+        if len(cache) >= self.max_tracked_sources:
+            cache.clear()
+        cache[source_ip] = found
+        return found
 
     def trunk_for_digest_user(self, username: str) -> Trunk | None:
         for trunk in self.trunks:
