@@ -106,3 +106,11 @@ def test_repeated_wrong_credentials_ban_a_source_for_a_while():
 def test_failures_outside_the_window_do_not_add_up():
     policy = EdgePolicy(failure_limit=3, failure_window=10.0)
     assert not any(policy.auth_failed("192.0.2.1", t) for t in (0.0, 20.0, 40.0, 60.0))
+
+
+def test_set_trunks_takes_effect_at_once():
+    policy = EdgePolicy(trunks=[Trunk.from_cidrs("old", ["198.51.100.0/24"])])
+    assert policy.trunk_for_address("198.51.100.1").name == "old"
+    policy.set_trunks([Trunk.from_cidrs("new", ["203.0.113.0/24"])])
+    assert policy.trunk_for_address("198.51.100.1") is None
+    assert policy.trunk_for_address("203.0.113.1").name == "new"

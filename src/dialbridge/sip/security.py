@@ -180,6 +180,11 @@ class EdgePolicy:
             self._failures.clear()
         return False
 
+    def set_trunks(self, trunks: Iterable[Trunk]) -> None:
+        """Replace the trunk list (configuration reload); use this rather than mutating it."""
+        self.trunks = list(trunks)
+        self._trunk_cache.clear()
+
     def trunk_for_address(self, source_ip: str) -> Trunk | None:
         cache = self._trunk_cache
         if source_ip in cache:
