@@ -670,3 +670,25 @@ async def test_password_guessing_gets_the_source_banned(registrar):
         assert await asyncio.to_thread(_udp_exchange, port, probe, 0.3) is None  # banned: silence
     finally:
         await client.close()
+
+
+async def test_invite_through_an_outbound_proxy_carries_a_loose_route():
+    answerer = Answerer(ring=False)
+    trust = [Trunk.from_cidrs("lo", ["127.0.0.0/8"])]
+    server = await start(UserAgent(config(trunks=trust)))
+    proxy = await start(
+        UserAgent(config(trunks=trust), router=answerer)
+    )  # stands where the proxy is
+    try:
+        host, port = proxy.local_addresses["udp"]
+        call = await server.invite(
+            "sip:+4930123@carrier.invalid", sdp=SDP_OFFER, proxy=f"sip:{host}:{port}"
+        )
+        dialog = await wait(call.answered())
+        incoming = await wait(answerer.calls.get())
+        assert incoming.request.uri == "sip:+4930123@carrier.invalid"
+        assert incoming.request.headers.get_all("Route") == [f"<sip:{host}:{port};lr>"]
+        await wait(dialog.bye())
+    finally:
+        await proxy.close()
+        await server.close()

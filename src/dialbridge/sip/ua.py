@@ -619,22 +619,24 @@ class UserAgent:
 
     async def invite(self, target: str | Reachable, *, sdp: bytes | None = None,
                      headers: HeaderItems = (), from_: str | None = None, to: str | None = None,
-                     via_flow: Flow | None = None,
+                     via_flow: Flow | None = None, proxy: str | None = None,
                      credentials: Credentials | None = None) -> OutgoingCall:  # fmt: skip
         """Send an INVITE to ``target``: a SIP URI, or a registered contact from
         ``ua.location.lookup(aor)`` — then the INVITE goes to its Contact, over the flow its
         REGISTER came in on (jigasi-protocol.md §1.1), with the AOR in To. ``via_flow`` forces
-        the flow."""
+        the flow; ``proxy`` (a SIP URI, e.g. a trunk's outbound proxy) sends it there with a
+        loose ``Route`` (§8.1.2, §16.12)."""
         if isinstance(target, Reachable):
             via_flow = via_flow or target.flow
             to = to or f"<{target.binding.aor}>"
             target = target.uri
-        flow = via_flow or await self._flow_for(target)
+        flow, routes = await self._next_hop(target, via_flow, proxy)
         request = build_request(
             "INVITE",
             target,
             from_=from_ or f"<sip:dialbridge@{self.config.domain}>",
             to=to,
+            routes=routes,
             contact=self._contact_for(flow),
             cseq=next(self._cseq),
             headers=[("Allow", ALLOW), ("User-Agent", self.config.user_agent), *_items(headers)],
@@ -650,14 +652,15 @@ class UserAgent:
                       from_: str | None = None, to: str | None = None,
                       via_flow: Flow | None = None, credentials: Credentials | None = None,
                       call_id: str | None = None, cseq: int | None = None,
-                      from_tag: str | None = None) -> Response:  # fmt: skip
+                      from_tag: str | None = None, proxy: str | None = None) -> Response:  # fmt: skip
         """An out-of-dialog request (OPTIONS, MESSAGE, REGISTER to a trunk...).
 
         ``call_id``/``cseq``/``from_tag`` continue a sequence (REGISTER refreshes, §10.2.4)."""
-        flow = via_flow or await self._flow_for(target)
+        flow, routes = await self._next_hop(target, via_flow, proxy)
         request = build_request(
             method,
             target,
+            routes=routes,
             from_=from_ or f"<sip:dialbridge@{self.config.domain}>",
             to=to,
             contact=self._contact_for(flow) if method == "REGISTER" else None,
@@ -1126,6 +1129,15 @@ class UserAgent:
             host = f"[{host}]"
         transport = "" if flow.transport == "udp" else f";transport={flow.transport}"
         return f"<sip:dialbridge@{host}:{port}{transport}>"
+
+    async def _next_hop(self, target: str, via_flow: Flow | None,
+                        proxy: str | None) -> tuple[Flow, list[str]]:  # fmt: skip
+        """The flow a new request leaves on, and the Route set it carries."""
+        if proxy is None:
+            return via_flow or await self._flow_for(target), []
+        uri = SipUri.parse(proxy)
+        uri.params.setdefault("lr", None)
+        return via_flow or await self._flow_for(proxy), [f"<{uri}>"]
 
     async def _flow_for(self, target: str) -> Flow:
         uri = SipUri.parse(target)
