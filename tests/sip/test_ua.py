@@ -692,3 +692,32 @@ async def test_invite_through_an_outbound_proxy_carries_a_loose_route():
     finally:
         await proxy.close()
         await server.close()
+
+
+async def test_challenged_in_dialog_request_is_answered_with_the_call_credentials(registrar):
+    answerer = Answerer(ring=False)
+    registrar.router = answerer
+    client = await start(UserAgent(config()))
+    try:
+        host, port = registrar.local_addresses["udp"]
+        call = await client.invite(
+            f"sip:100@{host}:{port}", sdp=SDP_OFFER, credentials=Credentials("jigasi", "secret")
+        )
+        dialog = await wait(call.answered())
+        theirs = (await wait(answerer.calls.get())).dialog
+        seen = []
+
+        def challenge_unless_authorized(request):
+            # A trunk that challenges in-dialog requests (some do on BYE/INFO).
+            seen.append(request.headers.get("Authorization"))
+            if request.headers.get("Authorization"):
+                return 200
+            outcome = registrar.authenticator.authenticate(request, __import__("time").time())
+            return (401, outcome.headers, b"")
+
+        theirs.on_info = challenge_unless_authorized
+        response = await wait(dialog.info("application/json", "{}"))
+        assert response.status == 200
+        assert seen[0] is None and seen[1].startswith("Digest ")
+    finally:
+        await client.close()

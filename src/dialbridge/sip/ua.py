@@ -221,6 +221,9 @@ class DialogHandle:
         #: Produce the SDP for a re-INVITE/UPDATE with (answer) or without (offer) SDP;
         #: default: our current local SDP.
         self.on_offer: OfferResponder | None = None
+        #: Used when the peer challenges a request in this dialog (a trunk asking 407 on BYE);
+        #: set from the INVITE's credentials for calls we placed.
+        self.credentials: Credentials | None = None
         dialog.user_data = self
 
     @property
@@ -251,7 +254,9 @@ class DialogHandle:
         request = self.dialog.create_request(
             method, headers=_items(headers), body=body, content_type=content_type
         )
-        return await self._ua._send_and_wait(request, self.dialog.flow, self.dialog, credentials)
+        return await self._ua._send_and_wait(
+            request, self.dialog.flow, self.dialog, credentials or self.credentials
+        )
 
     async def reinvite(self, sdp: bytes | None, headers: HeaderItems = ()) -> Response:
         """Send a re-INVITE; on 2xx the remote SDP is updated and the ACK sent."""
@@ -880,6 +885,7 @@ class UserAgent:
                 remote_sdp=response.body or None,
             )  # fmt: skip
             self._handles.add(handle)
+            handle.credentials = call.credentials
             call.dialog = handle
             if not call.offerless:
                 handle.acked.set_result(call.request)
