@@ -714,7 +714,7 @@ class UserAgent:
             known = self.location.is_registered_flow(flow) or flow.remote in self._upstreams
             dropped = self.policy.admit(message, flow.remote[0], now, known_source=known)
             if dropped is not None:
-                log.info("dropped %s from %s: %s", message.method, flow, dropped.why)
+                log.debug("dropped %s from %s: %s", message.method, flow, dropped.why)
                 return
         try:
             self.core.receive(message, flow, now)
