@@ -237,6 +237,16 @@ def test_overlapping_info_in_both_directions_both_complete():
     assert not alice_dialog.terminated and not bob_dialog.terminated
 
 
+def test_481_to_an_in_dialog_request_ends_the_dialog_without_bye():
+    pair = Pair()
+    _, alice_dialog, bob_dialog = establish(pair)
+    pair.bob.terminate(bob_dialog, "forgotten")  # Bob lost the dialog (e.g. a restart)
+    pair.alice.send_request(alice_dialog.create_request("INFO"), A_TO_B, 1.0, dialog=alice_dialog)
+    pair.pump()
+    assert alice_dialog.terminated and alice_dialog.end_reason == "481 to INFO"
+    assert not pair.sent_by(pair.alice, "BYE")
+
+
 def test_request_for_unknown_dialog_gets_481():
     pair = Pair()
     _, alice_dialog, _ = establish(pair)
@@ -359,7 +369,8 @@ def test_timeout_of_in_dialog_request_is_a_synthetic_408_and_ends_the_dialog():
     pair.advance(1.0 + 64 * T1)
     done = [e for e in events(pair.alice) if isinstance(e, ResponseToRequest)]
     assert done[-1].transaction is txn and done[-1].response.status == 408 and done[-1].synthetic
-    assert alice_dialog.terminated
+    assert alice_dialog.terminated and alice_dialog.end_reason == "408 to INFO"
+    assert pair.sent_by(pair.alice, "BYE")  # in case the peer is still there
 
 
 def test_uas_copies_record_route_and_uac_uses_reversed_route_set():

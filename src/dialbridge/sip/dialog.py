@@ -623,10 +623,7 @@ class DialogLayer:
         if dialog.terminated:
             return
         log.info("no ACK for our 2xx in dialog %s: sending BYE", dialog.id)
-        bye = dialog.create_request("BYE")
-        transaction = self.transactions.send_request(bye, dialog.flow, now)
-        self._requests[transaction] = dialog
-        self._end(dialog, "ack timeout")
+        self._hang_up(dialog, "ack timeout", now)
 
     def _on_response(
         self,
@@ -640,13 +637,12 @@ class DialogLayer:
             dialog = self._requests.get(transaction)
             if response.status >= 200:
                 self._requests.pop(transaction, None)
-                if dialog is not None and response.status in (408, 481) and not dialog.terminated:
-                    # §12.2.1.2: these end the dialog.
-                    self._end(dialog, f"{response.status} to {transaction.method}")
+                if dialog is not None and not dialog.terminated:
+                    self._end_after_failure(dialog, response.status, transaction.method, now)
             self._emit(ResponseToRequest(response, transaction, dialog, synthetic))
             return
         if context.in_dialog is not None:
-            self._on_reinvite_response(context, response, transaction, synthetic)
+            self._on_reinvite_response(context, response, transaction, synthetic, now)
             return
         dialog = None
         tag = tag_of(response.headers.get("To")) if not synthetic else None
@@ -673,7 +669,7 @@ class DialogLayer:
                 elif context.confirmed_tag != tag:
                     # A second 2xx from a forked leg: ACK it and BYE it (§13.2.2.4).
                     self._send_ack(context, dialog, b"", None)
-                    self._hang_up_fork(dialog, now)
+                    self._hang_up(dialog, "forked 2xx", now)
                     return
                 if context.request.body:
                     self._send_ack(context, dialog, b"", None)
@@ -690,6 +686,7 @@ class DialogLayer:
         response: Response,
         transaction: ClientTransaction,
         synthetic: bool,
+        now: float,
     ) -> None:
         dialog = context.in_dialog
         assert dialog is not None
@@ -706,8 +703,8 @@ class DialogLayer:
                 self._send_ack(context, dialog, b"", None)
         elif response.status >= 300:
             self._invites.pop(transaction, None)
-            if response.status in (408, 481):
-                self._end(dialog, f"{response.status} to re-INVITE")
+            if not dialog.terminated:
+                self._end_after_failure(dialog, response.status, "re-INVITE", now)
         self._emit(ResponseToRequest(response, transaction, dialog, synthetic))
 
     def _send_ack(
@@ -717,11 +714,22 @@ class DialogLayer:
         context.acks[dialog.remote_tag] = ack
         self.transactions.send_stateless(ack, dialog.flow)
 
-    def _hang_up_fork(self, dialog: Dialog, now: float) -> None:
+    def _hang_up(self, dialog: Dialog, reason: str, now: float) -> None:
+        """Send BYE and end the dialog at once (the BYE's answer changes nothing)."""
         bye = dialog.create_request("BYE")
         transaction = self.transactions.send_request(bye, dialog.flow, now)
         self._requests[transaction] = dialog
-        self._end(dialog, "forked 2xx")
+        self._end(dialog, reason)
+
+    def _end_after_failure(self, dialog: Dialog, status: int, method: str, now: float) -> None:
+        # §12.2.1.2: a 481 means the peer has no such dialog: just forget it. A 408 (no answer
+        # at all) terminates it too; we say BYE in case the peer is still there.
+        if method == "BYE":
+            return
+        if status == 481:
+            self._end(dialog, f"481 to {method}")
+        elif status == 408:
+            self._hang_up(dialog, f"408 to {method}", now)
 
     def _on_stray_response(self, response: Response) -> None:
         # A 2xx retransmission after Timer M: ACK it again if we know the dialog.
