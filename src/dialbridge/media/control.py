@@ -405,17 +405,16 @@ class MediaEngine:
     # -- the tick --------------------------------------------------------------------------
 
     def _tick(self, now: float) -> None:
-        done: set[int] = set()
+        bridges = self.bridges
         for leg in self.legs.values():
             core = leg.core
             if core is None:
                 continue
             try:
-                bridge = self.bridges.get(leg.session_id)
+                bridge = bridges.get(leg.session_id)
                 if bridge is None:
                     tick_alone(core, now)
-                elif id(bridge) not in done:
-                    done.add(id(bridge))
+                elif bridge.a is core:  # a bridge is ticked once, from its first leg
                     bridge.tick(now)
                 core.handle_timers(now)
             except Exception:  # a bug in one call must not silence every other call

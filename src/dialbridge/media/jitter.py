@@ -97,6 +97,9 @@ class JitterStats:
     jitter: float = 0.0  # RFC 3550 A.8 estimate, in RTP timestamp units
 
 
+_UNDECODED = {kind: Frame(kind, None) for kind in FrameKind}  # shared, never mutated
+
+
 class JitterBuffer:
     """Per-SSRC playout buffer; see the module docstring for the rules it keeps."""
 
@@ -267,9 +270,13 @@ class JitterBuffer:
 
         if not self._carry_units:
             kind, pcm, units, level = self._next_piece(decode)
-            if units == self.spf and (pcm is None or pcm.shape[0] == self.pcm_samples):
-                self._last_frame = frame = Frame(kind, pcm, level)  # the common 20 ms packet
-                return frame
+            if units == self.spf:
+                if pcm is None:  # not decoded (the mixer left this stream out)
+                    self._last_frame = frame = _UNDECODED[kind]
+                    return frame
+                if pcm.shape[0] == self.pcm_samples:  # the common 20 ms packet
+                    self._last_frame = frame = Frame(kind, pcm, level)
+                    return frame
             pieces = [(kind, pcm, units, level)]
         else:
             pieces = [(FrameKind.AUDIO, self._carry_pcm, self._carry_units, self._carry_level)]

@@ -342,8 +342,12 @@ class MediaSession:
             if end > len(data):
                 self.packets_dropped += 1
                 return
-            if profile == 0xBEDE and self._level_id is not None:
-                level = _find_level(data, 16, end, self._level_id)
+            level_id = self._level_id
+            if profile == 0xBEDE and level_id is not None:
+                if data[16] == level_id << 4 and end > 17:  # the usual layout: level first
+                    level = data[17] & 0x7F
+                else:
+                    level = _find_level(data, 16, end, level_id)
             payload = data[end:]
         else:
             try:
