@@ -398,6 +398,8 @@ async def test_scanner_gets_no_answer():
         normal = probe.replace(b"friendly-scanner", b"Jigasi1.1").replace(b"bKs", b"bKn")
         reply = await asyncio.to_thread(_udp_exchange, port, normal)
         assert reply is not None and parse_message(reply).status == 200
+        stats = server.stats()
+        assert stats["requests_in"] == 2 and stats["requests_dropped"] == 1
     finally:
         await server.close()
 
@@ -668,6 +670,8 @@ async def test_password_guessing_gets_the_source_banned(registrar):
             b"Content-Length: 0\r\n\r\n"
         )
         assert await asyncio.to_thread(_udp_exchange, port, probe, 0.3) is None  # banned: silence
+        stats = registrar.stats()
+        assert stats["auth_failures"] == 3 and stats["sources_banned"] == 1
     finally:
         await client.close()
 

@@ -176,6 +176,10 @@ class LocationService:
                 out.append(Reachable(binding, self._flow_for(binding)))
         return out
 
+    def count(self, now: float) -> int:
+        """How many unexpired bindings there are."""
+        return sum(1 for group in self._bindings.values() for b in group if b.expires_at > now)
+
     def aor_for_flow(self, flow: Flow) -> str | None:
         """The address-of-record registered over ``flow`` (e.g. Jigasi's), if any."""
         if flow.key not in self._flow_keys:

@@ -26,6 +26,7 @@ Theory of operation
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import itertools
 import logging
@@ -583,6 +584,8 @@ class UserAgent:
         self.local_addresses: dict[str, tuple[str, int]] = {}
         # Registrars we registered with: their requests are trusted.
         self._upstreams: set[tuple[str, int]] = set()
+        #: Event counters for metrics (see :meth:`stats`).
+        self.counters: collections.Counter[str] = collections.Counter()
 
     # -- life cycle ---------------------------------------------------------------------------
 
@@ -649,8 +652,19 @@ class UserAgent:
             content_type="application/sdp" if sdp else None,
         )
         call = OutgoingCall(self, request, flow, credentials)
+        self.counters["invites_out"] += 1
         self._start_invite(call, request)
         return call
+
+    def stats(self) -> dict[str, int]:
+        """Counters since start plus current gauges, for metrics."""
+        out = dict(self.counters)
+        out["dialogs"] = len(self.core.dialogs)
+        out["transactions"] = len(self.core.transactions)
+        out["incoming_calls_pending"] = len(self._incoming)
+        out["bindings"] = self.location.count(time.time())
+        out["connections"] = len(self.transports._connections)
+        return out
 
     async def request(self, method: str, target: str, *, headers: HeaderItems = (),
                       body: bytes = b"", content_type: str | None = None,
@@ -711,11 +725,15 @@ class UserAgent:
     def message_received(self, message: Request | Response, flow: Flow) -> None:
         now = self._now()
         if isinstance(message, Request):
+            self.counters["requests_in"] += 1
             known = self.location.is_registered_flow(flow) or flow.remote in self._upstreams
             dropped = self.policy.admit(message, flow.remote[0], now, known_source=known)
             if dropped is not None:
+                self.counters["requests_dropped"] += 1
                 log.debug("dropped %s from %s: %s", message.method, flow, dropped.why)
                 return
+        else:
+            self.counters["responses_in"] += 1
         try:
             self.core.receive(message, flow, now)
         except Exception:  # noqa: BLE001 - a bug must cost one message, not the listener
@@ -943,7 +961,9 @@ class UserAgent:
             log.warning("could not answer %s: %s", transaction, exc)
 
     def _auth_failed(self, flow: Flow) -> None:
+        self.counters["auth_failures"] += 1
         if self.policy.auth_failed(flow.remote[0], self._now()):
+            self.counters["sources_banned"] += 1
             log.warning("banning %s for %.0fs after repeated wrong credentials",
                         flow.remote[0], self.policy.ban_seconds)  # fmt: skip
 
@@ -973,6 +993,7 @@ class UserAgent:
                 return
             auth_user = outcome.user
         elif decision.verdict is Verdict.FORBID:
+            self.counters["requests_forbidden"] += 1
             log.info("403 to %s from %s: %s", request.method, flow, decision.why)
             self._answer(transaction, 403)
             return
@@ -995,6 +1016,7 @@ class UserAgent:
                 trunk=trunk, auth_user=auth_user, registered=registered,
             )  # fmt: skip
             self._incoming[transaction] = call
+            self.counters["invites_in"] += 1
             self._route(call)
         elif request.method in ("BYE", "INFO", "UPDATE", "ACK"):
             self._answer(transaction, 481)
