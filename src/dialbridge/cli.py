@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import logging
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -46,10 +45,10 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from dialbridge.app import serve
+    from dialbridge.ops.logs import configure_logging
 
     config = _config(args)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    configure_logging(config.log)
     with contextlib.suppress(KeyboardInterrupt):
         _run(serve(config))
     return 0
@@ -156,6 +155,95 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return _run(run_demo()) or 0
 
 
+def cmd_check(args: argparse.Namespace) -> int:
+    from dialbridge.ops.check import Finding, exit_status, run_checks
+
+    try:
+        config = _config(args)
+    except ConfigError as err:
+        print(Finding("error", "", str(err)).render())
+        print("dialbridge check: 1 error (the configuration does not load)")
+        return 1
+    findings = _run(run_checks(config, ports=not args.skip_ports, prompts=not args.skip_prompts))
+    for finding in findings:
+        if finding.level != "ok" or args.verbose:
+            print(finding.render())
+    errors = sum(f.level == "error" for f in findings)
+    warnings = sum(f.level == "warning" for f in findings)
+    passed = sum(f.level == "ok" for f in findings)
+    print(f"dialbridge check: {errors} errors, {warnings} warnings, {passed} checks passed")
+    return exit_status(findings)
+
+
+def cmd_jigasi_config(args: argparse.Namespace) -> int:
+    from dialbridge.ops.jigasi_config import (
+        JigasiConfigError,
+        jigasi_settings,
+        render_env_file,
+        render_properties,
+    )
+
+    try:
+        settings = jigasi_settings(
+            _config(args),
+            proxy_host=args.proxy_host,
+            transport=args.transport,
+            meet_domain=args.meet_domain,
+            start_muted=args.start_muted,
+        )
+    except JigasiConfigError as err:
+        print(f"dialbridge: {err}", file=sys.stderr)
+        return 1
+    if args.part in ("all", "properties"):
+        print(render_properties(settings), end="")
+    if args.part == "all":
+        print()
+    if args.part in ("all", "env"):
+        print(render_env_file(settings), end="")
+    return 0
+
+
+def cmd_meet_config(args: argparse.Namespace) -> int:
+    from dialbridge.ops.meet_config import meet_settings, render_config_js, render_nginx
+
+    settings = meet_settings(
+        _config(args),
+        meet_domain=args.meet_domain,
+        base_url=args.base_url,
+        password_digits=args.password_digits,
+    )
+    if args.part in ("all", "config-js"):
+        print(render_config_js(settings), end="")
+    if args.part == "all":
+        print()
+    if args.part in ("all", "nginx"):
+        print(render_nginx(settings), end="")
+    return 0
+
+
+def cmd_cdr(args: argparse.Namespace) -> int:
+    from dialbridge.ops.cdr import cdr_dict, find_cdrs, parse_since, render_table
+    from dialbridge.store.cdr import CallRecords
+
+    try:
+        since = parse_since(args.since)
+    except ValueError as err:
+        print(f"dialbridge: --since {err}", file=sys.stderr)
+        return 2
+
+    async def work(services) -> int:  # noqa: ANN001
+        rows = await find_cdrs(CallRecords(services.db), direction=args.direction, since=since,
+                               room=args.room, cause=args.cause, outcome=args.outcome,
+                               limit=args.limit)  # fmt: skip
+        if args.json:
+            print(json.dumps([cdr_dict(r) for r in rows], indent=2))
+        else:
+            print(render_table(rows))
+        return 0
+
+    return _with_services(args, work)
+
+
 def cmd_version(_args: argparse.Namespace) -> int:
     print(__version__)
     return 0
@@ -218,6 +306,42 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="run dialbridge on embedded defaults and show what it does")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser(
+        "check", help="validate the config and this host (ports, TLS, prompts, store)"
+    )
+    p.add_argument("--skip-ports", action="store_true", help="do not test-bind the listeners")
+    p.add_argument("--skip-prompts", action="store_true", help="do not test prompt rendering")
+    p.add_argument("--verbose", "-v", action="store_true", help="also list the checks that passed")
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser(
+        "jigasi-config", help="print Jigasi's sip-communicator.properties and config"
+    )
+    p.add_argument("part", nargs="?", choices=["all", "properties", "env"], default="all")
+    p.add_argument("--proxy-host", help="address Jigasi connects to (default: sip.advertised_host)")
+    p.add_argument("--transport", choices=["udp", "tcp", "tls"], help="default: tcp, udp, tls")
+    p.add_argument("--meet-domain", help="the Meet domain (default: from jigasi/mapper config)")
+    p.add_argument("--start-muted", action="store_true",
+                   help="ENABLE_SIP_STARTMUTED: moderators can mute phone users")  # fmt: skip
+    p.set_defaults(func=cmd_jigasi_config)
+
+    p = sub.add_parser("meet-config", help="print Meet's config.js lines and an nginx location")
+    p.add_argument("part", nargs="?", choices=["all", "config-js", "nginx"], default="all")
+    p.add_argument("--meet-domain", help="the Meet domain (default: from jigasi/mapper config)")
+    p.add_argument("--base-url", help="public URL of the services (default: https://<meet domain>)")
+    p.add_argument("--password-digits", type=int, default=10)
+    p.set_defaults(func=cmd_meet_config)
+
+    p = sub.add_parser("cdr", help="list call detail records, newest first")
+    p.add_argument("--direction", choices=["in", "out"])
+    p.add_argument("--since", help="90m, 2h, 7d, a Unix time or an ISO date")
+    p.add_argument("--room", help="part of the room JID")
+    p.add_argument("--cause", help="part of the hang-up cause")
+    p.add_argument("--outcome", choices=["bridged", "failed"])
+    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_cdr)
 
     p = sub.add_parser("version", help="print the version")
     p.set_defaults(func=cmd_version)
