@@ -1167,6 +1167,13 @@ class UserAgent:
         uri.params.setdefault("lr", None)
         return via_flow or await self._flow_for(proxy), [f"<{uri}>"]
 
+    async def flow_for(self, target: str) -> Flow:
+        """The flow a request to ``target`` (a SIP URI) would leave on: our UDP socket, or an
+        open/new TCP/TLS connection per the URI's ``transport``/``sips``. Pass it as
+        ``via_flow`` to keep several requests on one flow (a stand-in that must talk to its
+        registrar over the flow it registered on)."""
+        return await self._flow_for(target)
+
     async def _flow_for(self, target: str) -> Flow:
         uri = SipUri.parse(target)
         kind = uri.transport or ("tls" if uri.scheme == "sips" else "udp")
