@@ -341,3 +341,32 @@ def test_rtcp_statistics_count_lost_packets_per_source():
     block = report[0].reports[0]
     assert block.ssrc == 0x55 and block.cumulative_lost == 5
     assert block.highest_sequence == 0x10000 + ((0xFFE0 + 99) & 0xFFFF)
+
+
+async def test_prompt_queued_before_the_answer_plays_once_media_starts(media):
+    peer = Peer()
+    await media.create_session("ivr")
+    pid = await media.play("ivr", tone="beep")  # the SDP answer has not arrived yet
+    await run_for(0.2, peer)
+    assert peer.received == []  # no remote description: nothing is sent
+    await media.set_remote("ivr", RtpParameters("PCMA", 8, remote_rtp=peer.addr))
+    await run_for(0.5, peer)
+    assert [e.playback_id for e in media.events_seen if isinstance(e, PlaybackFinished)] == [pid]
+    assert len(peer.received) >= 15
+    peer.close()
+
+
+async def test_a_new_remote_description_switches_codec_mid_call(media):
+    peer = Peer()
+    await media.create_session("leg")
+    await media.set_remote("leg", RtpParameters("PCMU", 0, remote_rtp=peer.addr))
+    await run_for(0.3, peer)
+    await media.set_remote(
+        "leg", RtpParameters("opus", 111, audio_level_id=1, remote_rtp=peer.addr)
+    )
+    peer.received.clear()
+    await run_for(0.3, peer)
+    pts = {RtpPacket.parse(d).payload_type for d in peer.received}
+    ssrcs = {RtpPacket.parse(d).ssrc for d in peer.received}
+    assert pts == {111} and len(ssrcs) == 1
+    peer.close()
