@@ -95,6 +95,7 @@ class Bridge:
         self.b = b
         self._a_to_b = _Direction(a, b, tone_lookback)
         self._b_to_a = _Direction(b, a, tone_lookback)
+        self._directions = (self._a_to_b, self._b_to_a)
 
     @property
     def sessions(self) -> tuple[MediaSession, MediaSession]:
@@ -116,8 +117,8 @@ class Bridge:
         return (self._a_to_b if source is self.a else self._b_to_a).muted
 
     def tick(self, now: float) -> None:
-        for direction in (self._a_to_b, self._b_to_a):
-            if direction.relaying():
+        for direction in self._directions:
+            if direction.relay_capable and direction.relaying():
                 direction.sink.relay_tick(now)
             else:
                 direction.sink.send_audio(direction.forward(now), now)

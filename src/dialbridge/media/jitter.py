@@ -122,6 +122,8 @@ class JitterBuffer:
         self.min_frames = max(1, round(min_delay / TICK))
         self.max_frames = max(self.min_frames, round(max_delay / TICK))
         self.max_plc_frames = max_plc_frames
+        self._resync_ahead = (RESYNC_FRAMES + self.max_frames + 1) * frame_samples
+        self._resync_behind = -(RESYNC_FRAMES + 1) * frame_samples
         self.stats = JitterStats()
         self._silence = np.zeros(pcm_samples, dtype=np.int16)
         self.ssrc: int | None = None
@@ -189,8 +191,8 @@ class JitterBuffer:
             ext = self._last_ext_ts + (((ts - last_raw + 0x80000000) & 0xFFFFFFFF) - 0x80000000)
         playout = self._playout
         if playout is not None:
-            margin = (ext - playout) // self.spf
-            if margin > RESYNC_FRAMES + self.max_frames or margin < -RESYNC_FRAMES:
+            ahead = ext - playout
+            if ahead > self._resync_ahead or ahead < self._resync_behind:
                 stats.resyncs += 1
                 self._reset_timeline()
                 ext = ts
@@ -212,10 +214,11 @@ class JitterBuffer:
             if not self._frames:
                 self._first_arrival = now
         else:
-            margin = (ext - playout) / self.spf
-            if self._window_margin is None or margin < self._window_margin:
-                self._window_margin = margin
-            if ext < playout:
+            ahead = ext - playout  # margin in RTP units (frames = ahead / spf, see _adapt)
+            low = self._window_margin
+            if low is None or ahead < low:
+                self._window_margin = ahead
+            if ahead < 0:
                 stats.late += 1
                 self._late_run += 1
                 if self._late_run < LATE_RUN_REANCHOR:
@@ -436,6 +439,8 @@ class JitterBuffer:
         margin = self._window_margin
         self._window_pops = 0
         self._window_margin = None
+        if margin is not None:
+            margin /= self.spf  # frames
         if margin is None:  # nothing arrived in the window (DTX, silence): nothing to learn
             return
         target = self.target_frames
