@@ -21,7 +21,8 @@ import math
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 _NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 _LABEL = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
@@ -352,11 +353,6 @@ class DialbridgeMetrics:
             "HTTP requests served, by route template and status class.",
             ["route", "status"],
         )
-        self.mapper_lookups = r.counter(
-            "dialbridge_mapper_lookups_total",
-            "Conference mapper answers, by kind (conference, pin) and result (found, unknown).",
-            ["kind", "result"],
-        )
         self.start_time = r.gauge(
             "dialbridge_start_time_seconds", "When this process started (Unix time)."
         )
@@ -383,6 +379,22 @@ class DialbridgeMetrics:
             self.call_failures.labels(direction=direction, cause=cause or "unknown").inc()
         else:
             self.call_duration.labels(direction=direction).observe(duration)
+
+    def call_finished(self, record: Mapping[str, Any]) -> None:
+        """A finished call from its CDR fields (``Call.record()``): one line in the engine."""
+        self.call_ended(
+            record.get("direction") or "in",
+            bridged=record.get("bridged_at") is not None,
+            cause=record.get("hangup_cause") or "",
+            duration=record.get("duration") or 0.0,
+        )
+
+    def pin_failed(self) -> None:
+        self.pin_failures.inc()
+
+    def pin_guarded(self, scope: str, action: str) -> None:
+        """The PIN guard delayed (``action="delay"``) or refused a caller; scope caller/global."""
+        self.pin_lockouts.labels(scope=scope, action=action).inc()
 
     def rtcp(self, role: str, fraction_lost: float, jitter_ms: float) -> None:
         """One RTCP interval's receive figures of a leg (``caller``, ``jigasi``, ``trunk``)."""

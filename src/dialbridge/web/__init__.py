@@ -11,10 +11,11 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from dialbridge import __version__
 from dialbridge.app import Services
-from dialbridge.web import dialout, errors, health, mapper, numbers
+from dialbridge.web import admin, dialout, errors, health, mapper, metrics, numbers
 
 
-def create_http_app(services: Services) -> FastAPI:
+def create_http_app(services: Services, *, call_engine: object | None = None) -> FastAPI:
+    """The HTTP app; ``call_engine`` (a running CallEngine) feeds /metrics and the admin page."""
     app = FastAPI(
         title="dialbridge",
         version=__version__,
@@ -23,9 +24,14 @@ def create_http_app(services: Services) -> FastAPI:
         redoc_url=None,
     )
     app.state.services = services
+    app.state.call_engine = call_engine
+    if call_engine is not None:
+        metrics.watch_media(call_engine)
     errors.install(app)
-    for module in (mapper, numbers, dialout, health):
+    metrics.install(app)
+    for module in (mapper, numbers, dialout, health, metrics, admin):
         app.include_router(module.router)
+    app.include_router(admin.page_router)
     origins = services.config.http.cors_origins
     if origins:
         app.add_middleware(
