@@ -135,3 +135,15 @@ def test_prompt_renderability_is_checked(env: Path, capsys) -> None:  # noqa: AN
     # Nothing rendered in the fresh data dir yet: said as a warning, and rendering was proven.
     assert "warn  ivr.prompt_dir:" in out and "not rendered yet" in out
     assert "rendering a" not in out
+
+
+def test_custom_scenario_that_cannot_be_imported_is_named() -> None:
+    from dialbridge.ops.check import check_config
+
+    config = load_config(None, routes=[
+        {"source": "trunk", "scenario": "no_such_module_xyz:run"},
+        {"source": "user", "scenario": "dialbridge.calls.scenarios.dial_in:dial_in"},
+        {"source": "any", "scenario": "json:dumps"},
+    ])  # fmt: skip
+    problems = {(f.key, f.level) for f in check_config(config) if f.key.startswith("routes.")}
+    assert problems == {("routes.0.scenario", "error"), ("routes.2.scenario", "error")}

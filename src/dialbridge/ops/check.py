@@ -148,11 +148,38 @@ def check_config(config: Config) -> list[Finding]:
                 "empty: anyone reaching the mapper can create PINs for any domain",
             )  # fmt: skip
         )
+    for i, route in enumerate(config.routes):
+        if ":" in route.scenario:
+            problem = _import_problem(route.scenario)
+            if problem:
+                out.append(_error(f"routes.{i}.scenario", problem))
+    if config.sip.bindings_file:
+        parent = _existing_parent(Path(config.sip.bindings_file).parent)
+        if not os.access(parent, os.W_OK):
+            out.append(_error("sip.bindings_file", f"{parent} is not writable by this user"))
     if config.admin.token:
         out.append(_ok("admin.token", "admin page enabled at /admin"))
     else:
         out.append(_warn("admin.token", "empty: the admin page (/admin) is off"))
     return out
+
+
+def _import_problem(target: str) -> str | None:
+    """Why ``package.module:function`` cannot serve as a scenario, or None."""
+    import importlib
+    import inspect
+
+    module_name, _, function = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as err:  # the admin's module: any import error is worth showing
+        return f"cannot import {module_name}: {type(err).__name__}: {err}"
+    scenario = getattr(module, function, None)
+    if scenario is None:
+        return f"{module_name} has no {function}"
+    if not inspect.iscoroutinefunction(scenario):
+        return f"{target} is not an async function (async def {function}(call))"
+    return None
 
 
 def _is_loopback(host: str) -> bool:
