@@ -164,3 +164,10 @@ def test_cli_prints_properties_and_env(tmp_path, capsys) -> None:  # noqa: ANN00
     assert account["PROXY_ADDRESS"] == "127.0.0.1"
     assert account["PREFERRED_TRANSPORT"] == "UDP"
     assert "JIGASI_SIPPWD=" + base64.b64encode(b"jigasi-secret").decode() in out
+
+
+def test_jigasi_listens_beside_our_5060() -> None:
+    # §1.7: Jigasi listens on 5060/5061 unless SIP_PREFERRED_CLEAR_PORT/SECURE_PORT say otherwise.
+    props = parse_properties(render_properties(jigasi_settings(_config())))
+    assert props["net.java.sip.communicator.SIP_PREFERRED_CLEAR_PORT"] == "5070"
+    assert props["net.java.sip.communicator.SIP_PREFERRED_SECURE_PORT"] == "5071"

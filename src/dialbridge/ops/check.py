@@ -36,6 +36,7 @@ from dialbridge.config import Config
 # port (no rtcp-mux towards Jigasi, jigasi-protocol.md §9 item 4).
 PORTS_PER_CALL = 4
 CERT_EXPIRY_WARNING_DAYS = 14
+JVB_MEDIA_PORT = 10000  # jitsi-videobridge's UDP port; Jigasi's RTP range starts there too
 
 
 @dataclass(frozen=True, slots=True)

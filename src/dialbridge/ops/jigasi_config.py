@@ -51,6 +51,7 @@ ENCODINGS = {
     "ulpfec/90000": 0,
 }
 KEEP_ALIVE_INTERVAL_SECONDS = 25  # the Debian sample's value (§7.2, §3.2)
+JIGASI_SIP_PORT = 5070
 HEARTBEAT_SECONDS = 180  # Jitsi's production value (§7.4): leaked calls end (PR #462, §8)
 
 
@@ -175,6 +176,10 @@ def jigasi_settings(
         ("net.java.sip.communicator.impl.protocol.SingleCallInProgressPolicy.enabled", "false"),
         ("org.jitsi.jigasi.ENABLE_SIP_STARTMUTED", "true" if start_muted else "false"),  # §4.5
         ("org.jitsi.jigasi.HEALTH_CHECK_SIP_URI", j.health_check_user),  # §2.3
+        # §1.7: Jigasi itself listens on 5060/5061; moved aside so that dialbridge can keep 5060
+        # for the trunk when both run on one host (Jigasi registers its real port anyway).
+        ("net.java.sip.communicator.SIP_PREFERRED_CLEAR_PORT", str(JIGASI_SIP_PORT)),
+        ("net.java.sip.communicator.SIP_PREFERRED_SECURE_PORT", str(JIGASI_SIP_PORT + 1)),
     ]
     if kind == "TLS":
         # Our certificate may be self-signed on a private link (§3.2, as docker and production).
