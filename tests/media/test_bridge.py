@@ -239,3 +239,27 @@ def test_relay_falls_back_to_transcoding_for_a_prompt_and_never_goes_silent():
         b.outbox.clear()
     assert count == 30
     assert not b.player.active and a.relay_to is b
+
+
+def test_comfort_silence_is_a_cached_payload_not_an_encode_per_tick():
+    trunk, jigasi = legs()
+
+    class CountingEncoder:
+        def __init__(self, inner):
+            self.inner, self.calls = inner, 0
+
+        def encode(self, pcm):
+            self.calls += 1
+            return self.inner.encode(pcm)
+
+    jigasi.encoder = counting = CountingEncoder(jigasi.encoder)
+    call = Call(trunk, jigasi)
+    call.bridge.mute(trunk)
+    call.run(sine(600, 50), None, 50)
+    assert counting.calls == 1  # only the very first packet (marker bit) is encoded
+    assert len(call.to_jigasi) == 50
+    assert np.abs(np.concatenate(call.to_jigasi[5:])).max() < 20  # decodes to silence
+    call.bridge.mute(trunk, False)
+    call.run(sine(600, 30), None, 30)
+    assert counting.calls >= 25
+    assert band_level(np.concatenate(call.to_jigasi[-20:]), 600) > 500

@@ -260,6 +260,7 @@ class MediaSession:
         )
         self.sender_stats.clock_rate = info.clock_rate
         self._ts_step = info.rtp_samples_per_frame
+        self._silence_payload: bytes | None = None
         self._audio_pt = params.payload_type
         self._te_pt = params.telephone_event_pt
         self._level_id = params.audio_level_id
@@ -510,7 +511,14 @@ class MediaSession:
                     self._te_pt, event.marker, seq, event.timestamp, event.payload, pcm, now
                 )
                 return
-        payload = self.encoder.encode(pcm)
+        if pcm is _SILENCE and not self._first_packet:
+            # Comfort silence (muted, nothing bridged, no prompt): a cached silence payload
+            # saves the encoder's 30-50 µs per tick; the encoder simply resumes afterwards.
+            payload = self._silence_payload
+            if payload is None:
+                payload = self._silence_payload = _silence_payload(self.codec.name, self.params)
+        else:
+            payload = self.encoder.encode(pcm)
         marker = self._first_packet
         self._first_packet = False
         self._send_packet(self._audio_pt, marker, seq, ts, payload, pcm, now)
@@ -701,6 +709,16 @@ class MediaSession:
 
 
 _SILENCE = np.zeros(160, dtype=np.int16)
+_SILENCE.flags.writeable = False
+
+
+def _silence_payload(codec: str, params: RtpParameters) -> bytes:
+    """One 20 ms payload of digital silence, from a fresh encoder settled on silence."""
+    encoder = create_encoder(codec, **params.codec_options)
+    payload = b""
+    for _ in range(5):
+        payload = encoder.encode(_SILENCE)
+    return payload
 
 
 def _find_level(data: bytes, pos: int, end: int, level_id: int) -> int | None:
