@@ -263,3 +263,25 @@ def test_comfort_silence_is_a_cached_payload_not_an_encode_per_tick():
     call.run(sine(600, 30), None, 30)
     assert counting.calls >= 25
     assert band_level(np.concatenate(call.to_jigasi[-20:]), 600) > 500
+
+
+def test_relayed_rfc4733_events_keep_their_timing_with_the_sink_payload_type():
+    a, b = relay_legs()
+    bridge = Bridge(a, b)
+    sender = Rfc4733Sender()
+    sender.send("8", duration_ms=100)
+    out = []
+    for n in range(20):
+        te = sender.next_packet(n * 160)
+        if te is not None:
+            pkt = RtpPacket(101, 100 + n, te.timestamp, 0x7, te.payload, te.marker)
+            a.receive_rtp(pkt.serialize(), TRUNK, n * TICK)
+        bridge.tick(n * TICK + 0.01)
+        out += [RtpPacket.parse(d) for d, _ in b.outbox]
+        b.outbox.clear()
+    events = [p for p in out if p.payload_type == 96]  # b negotiated telephone-event as 96
+    assert events and events[0].marker
+    assert len({p.timestamp for p in events}) == 1  # one event, one timestamp (RFC 4733 §2.5)
+    assert [e.digit for e in a.pop_events() if isinstance(e, DtmfReceived)] == ["8"]
+    rx = Rfc4733Receiver()
+    assert [ev.digit for p in events for ev in rx.receive(p, 0.0)] == ["8"]

@@ -96,6 +96,9 @@ class Bridge:
         self._a_to_b = _Direction(a, b, tone_lookback)
         self._b_to_a = _Direction(b, a, tone_lookback)
         self._directions = (self._a_to_b, self._b_to_a)
+        for direction in self._directions:  # relay from the first packet, not the first tick
+            if direction.relay_capable:
+                direction.relaying()
 
     @property
     def sessions(self) -> tuple[MediaSession, MediaSession]:
