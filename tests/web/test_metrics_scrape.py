@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 from dialbridge.calls.standins import wait_for
+from dialbridge.metrics import METRICS
 from tests.ops.rig import ADMIN_TOKEN, live_dialbridge
 
 
@@ -35,6 +36,17 @@ async def test_counters_move_after_a_call(tmp_path: Path) -> None:
         call = await db.dial_in()
         during = await db.scrape()
         assert sample(during, "dialbridge_calls_active", direction="in") == 1
+        # RTCP every 5 s per leg feeds the loss and jitter histograms (RFC 3550 §6.4.1 figures).
+        rtcp_before = METRICS.registry.value("dialbridge_rtp_loss_fraction_count", role="caller")
+        assert await wait_for(
+            lambda: (
+                METRICS.registry.value("dialbridge_rtp_jitter_seconds_count", role="jigasi")
+                > sample(before, "dialbridge_rtp_jitter_seconds_count", role="jigasi")
+                and METRICS.registry.value("dialbridge_rtp_loss_fraction_count", role="caller")
+                > rtcp_before
+            ),
+            12,
+        )
         await call.hangup()
         assert await wait_for(lambda: not db.engine.calls, 10)
         after = await db.scrape()
@@ -52,6 +64,8 @@ async def test_counters_move_after_a_call(tmp_path: Path) -> None:
         # The HTTP services count themselves (the scrapes in between).
         assert moved("dialbridge_http_requests_total", route="/metrics", status="2xx") >= 2
         assert sample(after, "dialbridge_process_cpu_seconds_total") > 0
+        assert moved("dialbridge_rtp_loss_fraction_count", role="caller") >= 1
+        assert sample(after, "dialbridge_rtp_loss_fraction_bucket", role="caller", le="+Inf") >= 1
 
 
 async def test_metrics_can_require_the_admin_token(tmp_path: Path) -> None:

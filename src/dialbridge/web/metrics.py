@@ -76,8 +76,15 @@ def observe_engine(engine: Any, metrics: DialbridgeMetrics = METRICS) -> None:
             _sip_state.labels(what=what).set(values[what])
 
 
+_watched: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
 def watch_media(engine: Any, metrics: DialbridgeMetrics = METRICS) -> Any:
-    """Feed RTCP receive figures into the loss/jitter histograms; returns the unsubscribe."""
+    """Feed RTCP receive figures into the loss/jitter histograms (once per engine, however many
+    apps are made for it); returns the unsubscribe function, or None if already watched."""
+    if engine in _watched:
+        return None
+    _watched.add(engine)
 
     def on_event(event: Any) -> None:
         if type(event).__name__ != "RtcpStats":
