@@ -110,11 +110,14 @@ class Bridge:
     def mute(self, source: MediaSession, muted: bool = True) -> None:
         """Stop (or resume) forwarding audio *from* ``source`` to the other leg."""
         if source is self.a:
-            self._a_to_b.muted = muted
+            direction = self._a_to_b
         elif source is self.b:
-            self._b_to_a.muted = muted
+            direction = self._b_to_a
         else:
             raise ValueError(f"session {source.session_id} is not in this bridge")
+        direction.muted = muted
+        if direction.relay_capable:
+            direction.relaying()  # stop (or resume) relaying at once, not at the next tick
 
     def is_muted(self, source: MediaSession) -> bool:
         return (self._a_to_b if source is self.a else self._b_to_a).muted
