@@ -285,3 +285,21 @@ def test_relayed_rfc4733_events_keep_their_timing_with_the_sink_payload_type():
     assert [e.digit for e in a.pop_events() if isinstance(e, DtmfReceived)] == ["8"]
     rx = Rfc4733Receiver()
     assert [ev.digit for p in events for ev in rx.receive(p, 0.0)] == ["8"]
+
+
+def test_a_new_codec_on_one_leg_turns_relay_into_transcoding():
+    a, b = relay_legs()
+    bridge = Bridge(a, b)
+    assert a.relay_to is b
+    b.set_parameters(RtpParameters("PCMA", 8, remote_rtp=JIGASI, max_streams=1))  # re-INVITE
+    bridge.tick(0.0)
+    assert a.relay_to is None and b.relay_to is None
+    enc = create_encoder("PCMU")
+    out = []
+    for n in range(1, 30):
+        pkt = RtpPacket(0, n, n * 160, 0x7, enc.encode(sine(700, 1)))
+        a.receive_rtp(pkt.serialize(), TRUNK, n * TICK)
+        bridge.tick(n * TICK + 0.01)
+        out += [RtpPacket.parse(d) for d, _ in b.outbox]
+        b.outbox.clear()
+    assert {p.payload_type for p in out} == {8}

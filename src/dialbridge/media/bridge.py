@@ -56,7 +56,7 @@ def can_relay(source: MediaSession, sink: MediaSession) -> bool:
 
 
 class _Direction:
-    __slots__ = ("source", "sink", "muted", "delay", "lookback", "relay_capable")
+    __slots__ = ("source", "sink", "muted", "delay", "lookback", "relay_capable", "_params")
 
     def __init__(self, source: MediaSession, sink: MediaSession, lookback: int) -> None:
         self.source = source
@@ -65,6 +65,14 @@ class _Direction:
         self.lookback = lookback if source.params.inband_dtmf else 0
         self.delay: deque[np.ndarray | None] = deque()
         self.relay_capable = can_relay(source, sink)
+        self._params = (source.params, sink.params)
+
+    def check_parameters(self) -> None:
+        """A re-INVITE may have changed either leg's codec: decide relay/transcode again."""
+        if self._params[0] is not self.source.params or self._params[1] is not self.sink.params:
+            self._params = (self.source.params, self.sink.params)
+            self.relay_capable = can_relay(self.source, self.sink)
+            self.source.relay_to = None
 
     def relaying(self) -> bool:
         """Relay now? Only while nothing needs the decoded audio (mute, a prompt)."""
@@ -124,6 +132,7 @@ class Bridge:
 
     def tick(self, now: float) -> None:
         for direction in self._directions:
+            direction.check_parameters()
             if direction.relay_capable and direction.relaying():
                 direction.sink.relay_tick(now)
             else:
