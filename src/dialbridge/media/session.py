@@ -62,7 +62,7 @@ from dialbridge.media.dtmf import (
     Rfc4733Receiver,
     Rfc4733Sender,
 )
-from dialbridge.media.levels import AudioLevelMeter, dbov, dbov_to_level
+from dialbridge.media.levels import AudioLevelMeter, dbov
 from dialbridge.media.mixer import MixedFrame, Mixer, SingleStreamPlayout
 from dialbridge.media.playback import Player
 from dialbridge.media.rtp import RtpPacket, RtpParseError
@@ -735,11 +735,6 @@ def _find_level(data: bytes, pos: int, end: int, level_id: int) -> int | None:
             return data[pos + 1] & 0x7F if pos + 1 < end else None
         pos += (head & 0x0F) + 2
     return None
-
-
-def level_of(pcm: np.ndarray) -> int:
-    """RFC 6464 level (0..127) of one frame, for callers without a meter."""
-    return dbov_to_level(dbov(pcm))
 
 
 # -- the asyncio edge -----------------------------------------------------------------------
