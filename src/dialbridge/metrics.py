@@ -3,8 +3,11 @@
 Theory of operation
 -------------------
 * This module imports nothing of ours: the call layer, the web services and the CLI all update
-  the one process-wide :data:`METRICS` (``METRICS.pin_failures.inc()``), and
-  ``GET /metrics`` renders it in the Prometheus text exposition format (version 0.0.4).
+  the one process-wide :data:`METRICS`, and ``GET /metrics`` renders it in the Prometheus text
+  exposition format (version 0.0.4). The call engine reports a finished call with
+  ``METRICS.call_finished(call.record())`` and the PIN guard's delays and refusals with
+  ``METRICS.pin_guarded(scope, action)``; attempts, 503s and PIN failures are taken from the
+  engine's own counters at scrape time (:mod:`dialbridge.web.metrics`), so nobody counts twice.
 * Values that are a *state* rather than a count (calls active now, Jigasi registered now) are
   read at scrape time by *collectors*: callables registered with
   :meth:`Registry.add_collector` that set gauges just before rendering. The live call engine is
@@ -363,9 +366,6 @@ class DialbridgeMetrics:
 
     # -- what the call layer reports ------------------------------------------------------------
 
-    def call_started(self, direction: str) -> None:
-        self.call_attempts.labels(direction=direction).inc()
-
     def call_ended(
         self,
         direction: str,
@@ -388,9 +388,6 @@ class DialbridgeMetrics:
             cause=record.get("hangup_cause") or "",
             duration=record.get("duration") or 0.0,
         )
-
-    def pin_failed(self) -> None:
-        self.pin_failures.inc()
 
     def pin_guarded(self, scope: str, action: str) -> None:
         """The PIN guard delayed (``action="delay"``) or refused a caller; scope caller/global."""

@@ -48,7 +48,19 @@ def _mirror(counter: Any, engine: Any, prefix: str, values: dict[str, Any]) -> N
         delta = float(value) - seen.get(key, 0.0)
         if delta > 0:
             counter.labels(event=name).inc(delta)
+            named = _NAMED.get(name)
+            if named is not None:
+                named(METRICS).inc(delta)
         seen[key] = float(value)
+
+
+# The call engine's own counter keys that are also named metrics (engine.py counts them).
+_NAMED = {
+    "calls_in": lambda m: m.call_attempts.labels(direction="in"),
+    "calls_out": lambda m: m.call_attempts.labels(direction="out"),
+    "refused_busy": lambda m: m.calls_refused.labels(status="503"),
+    "pin_failures": lambda m: m.pin_failures,
+}
 
 
 def observe_engine(engine: Any, metrics: DialbridgeMetrics = METRICS) -> None:
