@@ -115,14 +115,22 @@ def test_certificate_near_expiry_is_a_warning(tmp_path: Path) -> None:
     assert [(f.level, f.key) for f in expired][-1] == ("error", "sip.tls_cert")
 
 
-async def test_store_migrated_and_unreachable(tmp_path: Path) -> None:
-    config = load_config(None, store={"data_dir": str(tmp_path)})
+async def test_store_fresh_then_migrated(tmp_path: Path, store_url: str) -> None:
+    if store_url.startswith("sqlite"):
+        config = load_config(None, store={"data_dir": str(tmp_path)})
+        expected_fresh = "will be created"
+    else:
+        config = load_config(None, store={"url": store_url})
+        expected_fresh = "reachable and empty"
     (fresh,) = await check_store(config)
-    assert fresh.level == "ok" and "will be created" in fresh.message
+    assert fresh.level == "ok" and expected_fresh in fresh.message
     async with open_services(config):
         pass
     (migrated,) = await check_store(config)
     assert migrated.level == "ok" and head_revision() in migrated.message
+
+
+async def test_store_unreachable_names_the_url() -> None:
     down = load_config(None, store={"url": "postgresql://nobody:x@127.0.0.1:1/none"})
     (finding,) = await check_store(down)
     assert (finding.level, finding.key) == ("error", "store.url")
