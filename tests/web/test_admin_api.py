@@ -83,3 +83,22 @@ async def test_numbers_show_their_ivr_language(tmp_path: Path) -> None:
             ("DE", "de", True),
             ("US", "en", False),
         ]
+
+
+async def test_dial_out_call_is_listed_with_its_destination_and_hung_up(tmp_path: Path) -> None:
+    import asyncio
+
+    async with live_dialbridge(tmp_path) as db:
+        outgoing, _rtp = await db.jigasi.dial_out("+4930901820", f"weekly@{MUC}")
+        jigasi_dialog = await asyncio.wait_for(outgoing.answered(), 10)
+        assert await wait_for(lambda: any(c.bridged_at for c in db.engine.calls.values()), 10)
+        (call,) = (await db.http.get("/admin/api/calls", headers=AUTH)).json()["calls"]
+        assert (call["direction"], call["state"]) == ("out", "bridged")
+        assert call["destination"] == "+4930901820" and call["caller"] is None
+        assert [leg["role"] for leg in call["legs"]] == ["jigasi", "trunk"]
+        hung = await db.http.post(f"/admin/api/calls/{call['id']}/hangup", headers=AUTH)
+        assert hung.status_code == 200
+        await asyncio.wait_for(asyncio.shield(jigasi_dialog.terminated), 5)
+        assert await wait_for(lambda: not db.engine.calls, 5)
+        (cdr,) = (await db.http.get("/admin/api/cdrs?direction=out", headers=AUTH)).json()["cdrs"]
+        assert cdr["destination"] == "+4930901820" and cdr["hangup_cause"] == "hung up by admin"
