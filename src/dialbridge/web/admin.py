@@ -205,7 +205,9 @@ def _mapping(m: Any) -> dict[str, Any]:
 
 @router.get("/pins")
 async def pins(request: Request, search: str | None = None, limit: int = 50) -> JSONResponse:
-    rows = await _services(request).mappings.list(search=search or None, limit=min(limit, 500))
+    rows = await _services(request).mappings.list(
+        search=search or None, limit=max(1, min(limit, 500))
+    )
     return JSONResponse({"pins": [_mapping(m) for m in rows]})
 
 
@@ -293,7 +295,7 @@ async def cdrs(
     engine = _engine(request)
     records = engine.cdrs if engine is not None else CallRecords(_services(request).db)
     rows = await find_cdrs(records, direction=direction, since=since_ts, room=room, cause=cause,
-                           outcome=outcome, limit=min(limit, 1000))  # fmt: skip
+                           outcome=outcome, limit=max(1, min(limit, 1000)))  # fmt: skip
     return JSONResponse({"cdrs": [cdr_dict(r) for r in rows]})
 
 
