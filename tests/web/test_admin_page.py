@@ -66,6 +66,7 @@ async def test_admin_page_shows_a_live_call_and_hangs_it_up(tmp_path: Path) -> N
             assert await wait_for(lambda: not db.engine.calls, 5)
             cdr_row = page.locator(f"#cdrs tr[data-call-id='{call_id}']")
             await cdr_row.get_by_text("hung up by admin").wait_for(timeout=5000)
+            await page.locator("#status", has_text="0 live calls").wait_for(timeout=5000)
             await page.screenshot(path=str(OUTPUT / "admin-page-after-hangup.png"), full_page=True)
         finally:
             await browser.close()
