@@ -155,3 +155,14 @@ def test_custom_scenario_that_cannot_be_imported_is_named() -> None:
     ])  # fmt: skip
     problems = {(f.key, f.level) for f in check_config(config) if f.key.startswith("routes.")}
     assert problems == {("routes.0.scenario", "error"), ("routes.2.scenario", "error")}
+
+
+def test_a_number_in_a_language_without_prompts_is_named() -> None:
+    from dialbridge.ops.check import check_prompts
+
+    config = load_config(None, numbers={"entries": [
+        {"number": "+49 30 1234567", "language": "de"},
+        {"number": "+33 1 23 45 67 89", "language": "xx"},
+    ]})  # fmt: skip
+    errors = [(f.key, f.level) for f in check_prompts(config) if f.level == "error"]
+    assert errors == [("numbers.entries.1.language", "error")]

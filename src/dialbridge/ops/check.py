@@ -297,6 +297,15 @@ def check_prompts(config: Config) -> list[Finding]:
     except (PromptError, ValueError) as err:
         return [_error("ivr.language", str(err))]
     out: list[Finding] = []
+    wanted = [("ivr.language", config.ivr.language)] + [
+        (f"numbers.entries.{i}.language", e.language)
+        for i, e in enumerate(config.numbers.entries)
+        if e.language
+    ]
+    for key, language in wanted:
+        if language not in catalogue.languages:
+            out.append(_error(key, f"no prompts in {language!r} (available: "
+                              f"{', '.join(catalogue.languages)})"))  # fmt: skip
     missing: list[str] = []
     for language in catalogue.languages:
         for key in sorted(KEYS):
