@@ -50,19 +50,29 @@ def can_relay(source: MediaSession, sink: MediaSession) -> bool:
     return (
         sp.codec.lower() == kp.codec.lower()
         and sp.max_streams == 1
-        and not sp.inband_dtmf
+        and not sp.runs_inband_dtmf
         and (kp.audio_level_id is None or sp.audio_level_id is not None)
     )
 
 
 class _Direction:
-    __slots__ = ("source", "sink", "muted", "delay", "lookback", "relay_capable", "_params")
+    __slots__ = (
+        "source",
+        "sink",
+        "muted",
+        "delay",
+        "lookback",
+        "relay_capable",
+        "_params",
+        "_tone_lookback",
+    )
 
     def __init__(self, source: MediaSession, sink: MediaSession, lookback: int) -> None:
         self.source = source
         self.sink = sink
         self.muted = False
-        self.lookback = lookback if source.params.inband_dtmf else 0
+        self._tone_lookback = lookback
+        self.lookback = lookback if source._inband is not None else 0
         self.delay: deque[np.ndarray | None] = deque()
         self.relay_capable = can_relay(source, sink)
         self._params = (source.params, sink.params)
@@ -73,6 +83,7 @@ class _Direction:
             self._params = (self.source.params, self.sink.params)
             self.relay_capable = can_relay(self.source, self.sink)
             self.source.relay_to = None
+            self.lookback = self._tone_lookback if self.source._inband is not None else 0
 
     def relaying(self) -> bool:
         """Relay now? Only while nothing needs the decoded audio (mute, a prompt)."""
@@ -132,11 +143,17 @@ class Bridge:
 
     def tick(self, now: float) -> None:
         for direction in self._directions:
-            direction.check_parameters()
+            source, sink = direction.source, direction.sink
+            params = direction._params
+            if params[0] is not source.params or params[1] is not sink.params:
+                direction.check_parameters()
             if direction.relay_capable and direction.relaying():
-                direction.sink.relay_tick(now)
-            else:
-                direction.sink.send_audio(direction.forward(now), now)
+                sink.relay_tick(now)
+            elif direction.lookback or source._inband is not None:
+                sink.send_audio(direction.forward(now), now)
+            else:  # the common transcoding direction, forward() inlined
+                frame = source.mixer.mix(now)  # pull_audio without a detector
+                sink.send_audio(frame.pcm if frame.active and not direction.muted else None, now)
 
     def close(self) -> None:
         """Stop relaying (the legs go on alone)."""

@@ -420,8 +420,19 @@ class MediaEngine:
             except Exception:  # a bug in one call must not silence every other call
                 self.tick_errors += 1
                 log.exception("media tick failed for session %s", leg.session_id)
+        # Send what the tick produced: RTP inline (two packets per call per tick), the rare
+        # rest (RTCP, events) through _flush.
         for leg in self.legs.values():
-            if leg.core is not None:
+            core = leg.core
+            if core is None:
+                continue
+            outbox = core.outbox
+            if outbox:
+                sendto = leg.rtp.transport.sendto
+                for data, addr in outbox:
+                    sendto(data, addr)
+                outbox.clear()
+            if core.rtcp_outbox or core.events or core.player.events:
                 self._flush(leg)
 
     def _flush(self, leg: _Leg) -> None:

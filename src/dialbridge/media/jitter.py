@@ -271,7 +271,10 @@ class JitterBuffer:
                         self._last_frame = frame = _UNDECODED[FrameKind.AUDIO]
                         return frame
                 else:
-                    pcm = self._decode(entry[1])
+                    try:  # _decode, inlined
+                        pcm = self.decoder.decode(entry[1])
+                    except Exception:  # a corrupt payload is a remote error: conceal it
+                        pcm = self._fit(self.decoder.conceal(None), spf)
                     if pcm.shape[0] == self.pcm_samples:
                         self._window_pops += 1
                         self._playout = ts + spf

@@ -128,6 +128,7 @@ class AudioLevelMeter:
         "max_level",
         "noise_floor_dbov",
         "_hangover",
+        "_scratch",
     )
 
     def __init__(
@@ -147,12 +148,37 @@ class AudioLevelMeter:
         self.max_level = max_level
         self.noise_floor_dbov = FLOOR_MIN_DBOV
         self._hangover = 0
+        self._scratch = np.empty(160, dtype=np.float32)
 
     def measure(self, pcm: np.ndarray) -> AudioLevel:
         return self.measure_dbov(dbov(pcm))
 
     def measure_dbov(self, value: float) -> AudioLevel:
-        level = dbov_to_level(value)
+        byte = self.measure_byte(value)
+        return AudioLevel(byte & 0x7F, bool(byte & 0x80))
+
+    def level_byte(self, pcm: np.ndarray | None) -> int:
+        """The RFC 6464 §3 byte (V flag | level) for one frame; ``None`` = digital silence.
+
+        Same value as ``measure(pcm)``, without the intermediate objects (the send path calls
+        this once per packet): the frame is converted into a reused float32 buffer."""
+        if pcm is None:
+            return self.measure_byte(-math.inf)
+        scratch = self._scratch
+        if pcm.shape[0] != scratch.shape[0]:
+            return self.measure_byte(dbov(pcm))
+        np.copyto(scratch, pcm)
+        power = float(np.dot(scratch, scratch)) / scratch.shape[0]
+        if power <= 0.0:
+            return self.measure_byte(-math.inf)
+        return self.measure_byte(10.0 * math.log10(power / _FULL_SCALE_POWER))
+
+    def measure_byte(self, value: float) -> int:
+        """:meth:`measure_dbov` as the RFC 6464 byte (bit 7 = V, bits 0-6 = level)."""
+        if value != value or value <= LEVEL_MIN_DBOV:
+            level = 127
+        else:
+            level = min(127, max(0, int(round(-value))))
         if value < self.noise_floor_dbov:
             self.noise_floor_dbov = max(value, FLOOR_MIN_DBOV)
         else:
@@ -167,5 +193,7 @@ class AudioLevelMeter:
         else:
             voice = False
         if voice:
-            level = min(level, 126)  # never "muted" on speech: Jigasi would drop it (§5.4)
-        return AudioLevel(min(level, self.max_level), voice)
+            if level > 126:
+                level = 126  # never "muted" on speech: Jigasi would drop it (§5.4)
+            return 0x80 | min(level, self.max_level)
+        return min(level, self.max_level)

@@ -41,6 +41,8 @@ KNEE = int(0.8 * FULL_SCALE)
 UNKNOWN_LEVEL = 0  # no RFC 6464 extension: rank as loud, so the stream is heard
 HOUSEKEEPING_TICKS = 50
 HANGOVER_TICKS = 25  # keep decoding a talker through 0.5 s of quiet (pauses between words)
+_SILENCE_KIND = FrameKind.SILENCE
+_AUDIO_KIND = FrameKind.AUDIO
 
 
 @dataclass(slots=True)
@@ -134,8 +136,8 @@ class Mixer:
 
     def mix(self, now: float) -> MixedFrame:
         """Play one tick of every stream and return the mix of the loudest ones."""
-        self._ticks += 1
-        if self._ticks % HOUSEKEEPING_TICKS == 0:
+        tick = self._ticks = self._ticks + 1
+        if tick % HOUSEKEEPING_TICKS == 0:
             self._expire(now)
         streams = self.streams
         if not streams:
@@ -144,11 +146,19 @@ class Mixer:
         ranked: list[tuple[int, int]] = []
         quiet_level = self.quiet_level
         loud_at = self._loud_at
-        tick = self._ticks
         last_picked = self._picked
         for ssrc, jb in streams.items():
-            level = jb.peek_level(now)
-            if level == SILENCE_LEVEL and ssrc in last_picked and jb.playing:
+            # JitterBuffer.peek_level, inlined: the level of the frame pop() will play.
+            playout = jb._playout
+            if playout is None:
+                if not jb._start(now):
+                    continue  # nothing to play yet: SILENCE_LEVEL, never ranked
+                playout = jb._playout
+            entry = jb._frames.get(playout)
+            level = SILENCE_LEVEL if entry is None else entry[2]
+            if level == SILENCE_LEVEL:
+                if ssrc not in last_picked:
+                    continue
                 level = self._last_level.get(ssrc, SILENCE_LEVEL)  # conceal a loss on it
             if level <= quiet_level:
                 loud_at[ssrc] = tick
@@ -164,15 +174,14 @@ class Mixer:
 
         frames: list[np.ndarray] = []
         sources: list[int] = []
-        silence_kind = FrameKind.SILENCE
         for ssrc, jb in streams.items():
             if ssrc in picked:
                 frame = jb.pop(now, True)
                 kind = frame.kind
-                if kind is not silence_kind:
+                if kind is not _SILENCE_KIND:
                     frames.append(frame.pcm)
                     sources.append(ssrc)
-                    if kind is FrameKind.AUDIO:
+                    if kind is _AUDIO_KIND:
                         self._last_level[ssrc] = frame.level
             else:
                 jb.pop(now, False)

@@ -62,7 +62,7 @@ from dialbridge.media.dtmf import (
     Rfc4733Receiver,
     Rfc4733Sender,
 )
-from dialbridge.media.levels import AudioLevelMeter, dbov
+from dialbridge.media.levels import AudioLevelMeter
 from dialbridge.media.mixer import MixedFrame, Mixer, SingleStreamPlayout
 from dialbridge.media.playback import Player
 from dialbridge.media.rtp import RtpPacket, RtpParseError
@@ -114,8 +114,23 @@ class RtpParameters:
     remote_rtcp: Address | None = None  # a=rtcp, else remote_rtp port + 1
     rtcp_mux: bool = False
     max_streams: int = 3  # N loudest SSRCs decoded on this leg; 1 = a single-stream leg
-    inband_dtmf: bool = False  # run the Goertzel detector on received audio
+    # In-band DTMF detector (Goertzel) on received audio: "auto" (default) runs it only on a
+    # single-stream leg that negotiated no telephone-event (stack-notes §4: a trunk or phone
+    # that cannot send RFC 4733); "always" / True, "off" / False force it.
+    inband_dtmf: str | bool = "auto"
     codec_options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def runs_inband_dtmf(self) -> bool:
+        """Whether the in-band detector runs on this leg (``inband_dtmf`` resolved)."""
+        mode = self.inband_dtmf
+        if mode is True or mode == "always":
+            return True
+        if mode is False or mode == "off":
+            return False
+        if mode != "auto":
+            raise ValueError(f"inband_dtmf must be 'auto', 'always' or 'off', not {mode!r}")
+        return self.telephone_event_pt is None and self.max_streams == 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,7 +233,8 @@ class MediaSession:
         self._first_packet = True
         self.packets_sent = 0
         self._octets_sent = 0
-        self._last_sent: tuple[int, float] | None = None
+        self._last_ts = 0  # RTP timestamp and time of the last packet sent (for the SR)
+        self._last_time: float | None = None
         self.packets_dropped = 0  # foreign sources, unknown PTs, garbage
         self.latched: Address | None = None
         self.latched_rtcp: Address | None = None
@@ -258,6 +274,7 @@ class MediaSession:
             frame_samples=info.rtp_samples_per_frame,
             **opts,
         )
+        self._push = self.mixer.push_payload
         self.sender_stats.clock_rate = info.clock_rate
         self._ts_step = info.rtp_samples_per_frame
         self._silence_payload: bytes | None = None
@@ -275,7 +292,7 @@ class MediaSession:
             # sender counts in the audio clock (exact for G.711; see docs for Opus).
             self._dtmf_tx = Rfc4733Sender(info.clock_rate, info.rtp_samples_per_frame)
         self._inband: InbandDtmfDetector | None = None
-        if params.inband_dtmf and info.pcm_rate == 8000:
+        if params.runs_inband_dtmf and info.pcm_rate == 8000:
             self._inband = InbandDtmfDetector(report_start=True)
         self._rfc4733_seen = False
 
@@ -376,7 +393,7 @@ class MediaSession:
         relay = self.relay_to
         if pt == self._audio_pt:
             if relay is None:
-                self.mixer.push_payload(ssrc, seq, ts, payload, now, level)
+                self._push(ssrc, seq, ts, payload, now, level)
             else:
                 relay.relay_packet(False, ssrc, b1 & 0x80, ts, payload, level, now)
         elif self._dtmf_rx is not None:
@@ -495,10 +512,9 @@ class MediaSession:
     def send_audio(self, pcm: np.ndarray | None, now: float) -> None:
         """Tick, send half: exactly one RTP packet, with ``pcm`` (None = comfort silence)
         after this leg's prompts have been applied."""
-        if self.player.active:
-            pcm = self.player.apply(pcm)
-        if pcm is None:
-            pcm = _SILENCE
+        player = self.player
+        if player._queue:  # Player.active, without the property call (hot path)
+            pcm = player.apply(pcm)
         seq = self._seq
         ts = self._ts
         self._seq = (seq + 1) & 0xFFFF
@@ -511,17 +527,42 @@ class MediaSession:
                     self._te_pt, event.marker, seq, event.timestamp, event.payload, pcm, now
                 )
                 return
-        if pcm is _SILENCE and not self._first_packet:
+        if pcm is None and not self._first_packet:
             # Comfort silence (muted, nothing bridged, no prompt): a cached silence payload
             # saves the encoder's 30-50 µs per tick; the encoder simply resumes afterwards.
             payload = self._silence_payload
             if payload is None:
                 payload = self._silence_payload = _silence_payload(self.codec.name, self.params)
         else:
-            payload = self.encoder.encode(pcm)
-        marker = self._first_packet
-        self._first_packet = False
-        self._send_packet(self._audio_pt, marker, seq, ts, payload, pcm, now)
+            payload = self.encoder.encode(_SILENCE if pcm is None else pcm)
+        if self._first_packet:
+            self._first_packet = False
+            self._send_packet(self._audio_pt, True, seq, ts, payload, pcm, now)
+            return
+        # The common packet, inlined from _send_packet (one struct call builds the header).
+        level_id = self._level_id
+        if level_id is None:
+            header = _HEADER.pack(0x80, self._audio_pt, seq, ts, self.ssrc)
+        else:
+            header = _HEADER_LEVEL.pack(
+                0x90,
+                self._audio_pt,
+                seq,
+                ts,
+                self.ssrc,
+                0xBEDE,
+                1,
+                level_id << 4,
+                self.meter.level_byte(pcm),
+                0,
+            )
+        self.packets_sent += 1
+        self._octets_sent += len(payload)
+        self._last_ts = ts
+        self._last_time = now
+        dest = self.latched or self.params.remote_rtp
+        if dest is not None:
+            self.outbox.append((header + payload, dest))
 
     def _send_packet(
         self,
@@ -530,7 +571,7 @@ class MediaSession:
         seq: int,
         ts: int,
         payload: bytes,
-        pcm: np.ndarray,
+        pcm: np.ndarray | None,
         now: float,
     ) -> None:
         b1 = (0x80 | pt) if marker else pt
@@ -538,7 +579,6 @@ class MediaSession:
         if level_id is None:
             header = _HEADER.pack(0x80, b1, seq, ts, self.ssrc)
         else:
-            level = self.meter.measure_dbov(dbov(pcm) if pcm is not _SILENCE else -200.0)
             header = _HEADER_LEVEL.pack(
                 0x90,
                 b1,
@@ -548,12 +588,13 @@ class MediaSession:
                 0xBEDE,
                 1,
                 level_id << 4,
-                (0x80 if level.voice else 0) | level.level,
+                self.meter.level_byte(pcm),
                 0,
             )
         self.packets_sent += 1
         self._octets_sent += len(payload)
-        self._last_sent = (ts, now)
+        self._last_ts = ts
+        self._last_time = now
         dest = self.latched or self.params.remote_rtp
         if dest is not None:
             self.outbox.append((header + payload, dest))
@@ -600,7 +641,8 @@ class MediaSession:
             )
         self.packets_sent += 1
         self._octets_sent += len(payload)
-        self._last_sent = (out_ts, now)
+        self._last_ts = out_ts
+        self._last_time = now
         dest = self.latched or self.params.remote_rtp
         if dest is not None:
             self.outbox.append((header + payload, dest))
@@ -655,12 +697,12 @@ class MediaSession:
     def _send_report(self, now: float, bye: bool = False) -> None:
         blocks = tuple(s.report_block(now) for s in list(self._sync_stats().values())[:31])
         wall = now + self.wallclock_offset
-        if self._last_sent is not None:
+        if self._last_time is not None:
             # The counters live in the session (cheap per packet); hand them over here.
             ss = self.sender_stats
             ss.packet_count = self.packets_sent & 0xFFFFFFFF
             ss.octet_count = self._octets_sent & 0xFFFFFFFF
-            ss.last_rtp_timestamp, ss.last_send_time = self._last_sent
+            ss.last_rtp_timestamp, ss.last_send_time = self._last_ts, self._last_time
             report: rtcp.RtcpPacket = ss.sender_report(wall, blocks, now)
         else:
             report = rtcp.ReceiverReport(self.ssrc, blocks)
@@ -743,22 +785,29 @@ def _find_level(data: bytes, pos: int, end: int, level_id: int) -> int | None:
 class RtpEndpoint(asyncio.DatagramProtocol):
     """Moves datagrams between one socket and a session core (RTP or RTCP half)."""
 
-    __slots__ = ("session", "rtcp", "transport", "_time")
+    __slots__ = ("_session", "rtcp", "transport", "_time", "_receive")
 
     def __init__(self, session: MediaSession, *, rtcp: bool, time: Callable[[], float]) -> None:
-        self.session = session
         self.rtcp = rtcp
         self.transport: asyncio.DatagramTransport | None = None
         self._time = time
+        self.session = session
+
+    @property
+    def session(self) -> MediaSession:
+        return self._session
+
+    @session.setter
+    def session(self, session: MediaSession) -> None:
+        self._session = session
+        # Bound once here rather than looked up per datagram (the per-packet hot path).
+        self._receive = session.receive_rtcp if self.rtcp else session.receive_rtp
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
 
     def datagram_received(self, data: bytes, addr: Address) -> None:
-        if self.rtcp:
-            self.session.receive_rtcp(data, addr, self._time())
-        else:
-            self.session.receive_rtp(data, addr, self._time())
+        self._receive(data, addr, self._time())
 
     def error_received(self, exc: Exception) -> None:
         # ICMP port unreachable while the peer is not listening yet: keep sending.

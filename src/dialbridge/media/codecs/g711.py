@@ -116,7 +116,7 @@ class G711Encoder:
     def encode(self, pcm: np.ndarray) -> bytes:
         if pcm.dtype != np.int16:
             raise TypeError("G.711 encoder takes int16 samples")
-        return self._table[pcm.view(np.uint16)].tobytes()
+        return self._table.take(pcm.view(np.uint16)).tobytes()  # take: faster than [] here
 
 
 class G711Decoder:

@@ -63,6 +63,7 @@ OPUS_BANDWIDTH_FULLBAND = 1105
 MAX_PACKET_BYTES = 1275 * 3  # RFC 6716 §3.4: at most 1275 bytes per frame, 3 frames max here
 MAX_FRAME_MS = 120  # RFC 6716 §2: a packet carries at most 120 ms
 LIBOPUS_RATES = (8000, 12000, 16000, 24000, 48000)
+_string_at = ctypes.string_at
 
 _lib: ctypes.CDLL | None = None
 _lib_path: str | None = None
@@ -168,7 +169,18 @@ class OpusEncoder:
     under 4.0 (24 kbit/s: 4.09 clean, 3.81 at 3 % loss; 32 kbit/s: 4.32 / 4.06; see the doc).
     """
 
-    __slots__ = ("info", "pcm_rate", "samples_per_frame", "_lib", "_st", "_out", "__weakref__")
+    __slots__ = (
+        "info",
+        "pcm_rate",
+        "samples_per_frame",
+        "_lib",
+        "_st",
+        "_out",
+        "_in",
+        "_in_addr",
+        "_encode",
+        "__weakref__",
+    )
 
     def __init__(
         self,
@@ -197,6 +209,11 @@ class OpusEncoder:
             raise CodecError("opus_encoder_create returned NULL")
         self._lib, self._st = lib, st
         self._out = ctypes.create_string_buffer(MAX_PACKET_BYTES)
+        # Input frames are copied into this buffer, whose address is known once: cheaper than
+        # asking numpy for each frame's address (``ndarray.ctypes`` builds an object per call).
+        self._in = np.zeros(self.samples_per_frame, dtype=np.int16)
+        self._in_addr = self._in.ctypes.data
+        self._encode = lib.opus_encode
         self._ctl(OPUS_SET_BITRATE_REQUEST, bitrate)
         self._ctl(OPUS_SET_COMPLEXITY_REQUEST, complexity)
         self._ctl(OPUS_SET_INBAND_FEC_REQUEST, int(fec))
@@ -242,14 +259,13 @@ class OpusEncoder:
     def encode(self, pcm: np.ndarray) -> bytes:
         if pcm.dtype != np.int16 or pcm.shape != (self.samples_per_frame,):
             raise ValueError(f"Opus encoder takes {self.samples_per_frame} int16 samples")
-        if not pcm.flags.c_contiguous:
-            pcm = np.ascontiguousarray(pcm)
-        n = self._lib.opus_encode(
-            self._st, pcm.ctypes.data, self.samples_per_frame, self._out, MAX_PACKET_BYTES
+        self._in[:] = pcm
+        n = self._encode(
+            self._st, self._in_addr, self.samples_per_frame, self._out, MAX_PACKET_BYTES
         )
         if n < 0:
             _check(self._lib, n, "opus_encode")
-        return ctypes.string_at(self._out, n)
+        return _string_at(self._out, n)
 
     def __del__(self) -> None:
         st = getattr(self, "_st", None)
@@ -275,6 +291,7 @@ class OpusDecoder:
         "_st",
         "_buf",
         "_buf_addr",
+        "_decode",
         "concealed_frames",
         "fec_frames",
         "__weakref__",
@@ -300,6 +317,7 @@ class OpusDecoder:
         self._lib, self._st = lib, st
         self._buf = np.zeros(pcm_rate * MAX_FRAME_MS // 1000, dtype=np.int16)
         self._buf_addr = self._buf.ctypes.data
+        self._decode = lib.opus_decode
         self.concealed_frames = 0
         self.fec_frames = 0
 
@@ -309,9 +327,7 @@ class OpusDecoder:
             return self.conceal()
         if type(payload) is not bytes:  # ctypes c_char_p takes bytes only (not memoryview)
             payload = bytes(payload)
-        n = self._lib.opus_decode(
-            self._st, payload, len(payload), self._buf_addr, len(self._buf), 0
-        )
+        n = self._decode(self._st, payload, len(payload), self._buf_addr, len(self._buf), 0)
         if n < 0:
             raise PayloadError(f"opus_decode: {self._lib.opus_strerror(n).decode()} ({n})")
         return self._buf[:n].copy()
