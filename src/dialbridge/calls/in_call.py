@@ -763,6 +763,7 @@ class InCallSession:
         self._queue: deque[str] = deque()
         self._speaker: asyncio.Task | None = None
         self._stop_first = False
+        self._hangup: asyncio.Task | None = None
         self.closed = False
 
     def now(self) -> float:
@@ -850,7 +851,10 @@ class InCallSession:
             case ApplyLocalMute(muted=muted):
                 self._spawn(self._guard(self.ports.set_local_mute(muted), "local mute"))
             case HangUp(reason=reason):
-                self._spawn(self._guard(self.ports.hangup(reason), "hang-up"))
+                # Not one of ours to cancel: hanging up ends the call, whose end closes us.
+                self._hangup = self.loop.create_task(
+                    self._guard(self.ports.hangup(reason), "hang-up")
+                )
 
     async def _guard(self, coro: Coroutine[Any, Any, Any], what: str) -> None:
         try:
@@ -934,7 +938,8 @@ class CallPorts:
         await self.call.engine.media.mute(self.pstn.id, muted)
 
     async def hangup(self, reason: str) -> None:
-        await self.call.hangup(reason, side="dialbridge")
+        # The call's hang-up cancels the scenario task we run in; it must finish regardless.
+        await asyncio.shield(self.call.hangup(reason, side="dialbridge"))
 
 
 async def run_in_call(call: Any, jigasi: Any, pstn: Any) -> None:
