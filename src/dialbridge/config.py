@@ -235,6 +235,9 @@ class SipConfig(_Section):
     rtp_port_high: Annotated[int, Field(ge=1025, le=65535)] = 20000
     # Registrations survive a restart in this JSON file ("" = keep them in memory only).
     bindings_file: str = ""
+    # Requests per second (and burst) one source IP may send before we drop them silently.
+    flood_rate: Annotated[float, Field(gt=0)] = 50
+    flood_burst: Annotated[float, Field(gt=0)] = 200
 
     @field_validator("udp", "tcp", "tls")
     @classmethod

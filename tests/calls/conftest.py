@@ -8,6 +8,7 @@ classification by source network is real.
 
 from __future__ import annotations
 
+import asyncio
 import wave
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
@@ -68,7 +69,9 @@ class Rig:
 def base_sections(tmp_path: Path, trunk_port: int, **overrides) -> dict:  # noqa: ANN003
     sections = {
         "store": {"data_dir": str(tmp_path)},
-        "sip": {"udp": ["127.0.0.1:0"], "domain": "127.0.0.1", "rtp_host": "127.0.0.1"},
+        "sip": {"udp": ["127.0.0.1:0"], "domain": "127.0.0.1", "rtp_host": "127.0.0.1",
+                # SIP INFO digits: hundreds of requests from the one trunk address
+                "flood_rate": 1000, "flood_burst": 2000},
         "users": [{"name": "jigasi", "password": JIGASI_PASSWORD}],
         "trunks": [
             {"name": "carrier", "networks": [f"{TRUNK_HOST}/32"], "host": TRUNK_HOST,
@@ -89,6 +92,16 @@ def base_sections(tmp_path: Path, trunk_port: int, **overrides) -> dict:  # noqa
     return sections
 
 
+def _bounded(name: str, close):  # noqa: ANN001, ANN202
+    async def run() -> None:
+        try:
+            await asyncio.wait_for(close(), 10)
+        except TimeoutError:
+            raise AssertionError(f"closing {name} took more than 10 s") from None
+
+    return run
+
+
 @pytest.fixture
 async def make_rig(tmp_path: Path) -> AsyncIterator:
     async with AsyncExitStack() as stack:
@@ -96,26 +109,28 @@ async def make_rig(tmp_path: Path) -> AsyncIterator:
         async def make(register: bool = True, **overrides) -> Rig:  # noqa: ANN003
             trunk = SimulatedTrunk(host=TRUNK_HOST)
             trunk_port = await trunk.start()
-            stack.push_async_callback(trunk.close)
+            stack.push_async_callback(_bounded("trunk", trunk.close))
             config = load_config(None, **base_sections(tmp_path, trunk_port, **overrides))
             services = await stack.enter_async_context(open_services(config))
             prompts = ShortPrompts(tmp_path)
-            engine = await stack.enter_async_context(
-                open_call_engine(config, services, prompts=prompts)
+            engine_cm = open_call_engine(config, services, prompts=prompts)
+            engine = await engine_cm.__aenter__()
+            stack.push_async_callback(
+                _bounded("dialbridge", lambda: engine_cm.__aexit__(None, None, None))
             )
             address = engine.ua.local_addresses["udp"]
             jigasi = SimulatedJigasi(
                 host="127.0.0.1", dialbridge=address, domain="127.0.0.1",
                 password=JIGASI_PASSWORD, room_header=config.jigasi.room_header,
             )  # fmt: skip
-            stack.push_async_callback(jigasi.close)
+            stack.push_async_callback(_bounded("jigasi", jigasi.close))
             if register:
                 await jigasi.start()
             else:
                 await jigasi.ua.start()
             phone = SimulatedPhone(host=TRUNK_HOST, dialbridge=address)
             await phone.start()
-            stack.push_async_callback(phone.close)
+            stack.push_async_callback(_bounded("phone", phone.close))
             return Rig(services, engine, jigasi, phone, trunk, prompts)
 
         yield make

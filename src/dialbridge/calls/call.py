@@ -398,7 +398,8 @@ class Call:
         leg.media_ready = True
 
     async def _watch_inbound_cancel(self) -> None:
-        await self.incoming.cancelled
+        # shield: cancelling this watcher must not cancel the UA's future
+        await asyncio.shield(self.incoming.cancelled)
         if not self.ended.done():
             self.log.info("the %s cancelled", self.caller.role)
             self.caller._settle("remote", "cancel")
@@ -694,9 +695,12 @@ class Call:
         current = asyncio.current_task()
         if self.task is not None and self.task is not current and not self.task.done():
             self.task.cancel()
-        await asyncio.gather(
+        results = await asyncio.gather(
             *(leg.hangup(status, reason_header) for leg in self.legs), return_exceptions=True
         )
+        for leg, result in zip(self.legs, results, strict=True):
+            if isinstance(result, BaseException):
+                self.log.warning("ending %s failed: %r", leg.id, result)
         for leg in self.legs:
             with contextlib.suppress(Exception):
                 await self.engine.media.close_session(leg.id)

@@ -116,9 +116,14 @@ class CallEngine:
             leg.call._media_timeout(leg, event.silent_for)
 
     async def close(self) -> None:
-        for call in list(self.calls.values()):
+        """Hang up every call and wait for its scenario to finish and its CDR to be written."""
+        calls = list(self.calls.values())
+        for call in calls:
             with contextlib.suppress(Exception):
                 await call.hangup("shutdown", side="dialbridge")
+        pending = [c.task for c in calls if c.task is not None and not c.task.done()]
+        if pending:
+            await asyncio.wait(pending, timeout=5)
         for task in list(self._tasks):
             task.cancel()
         with contextlib.suppress(Exception):
@@ -286,6 +291,8 @@ def user_agent_config(config: Config) -> UserAgentConfig:
         users={u.name: u.password for u in config.users},
         trunks=[Trunk.from_cidrs(t.name, t.networks) for t in config.trunks],
         binding_store=JsonFileBindingStore(sip.bindings_file) if sip.bindings_file else None,
+        flood_rate=sip.flood_rate,
+        flood_burst=sip.flood_burst,
     )
 
 

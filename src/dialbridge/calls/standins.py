@@ -151,7 +151,7 @@ def _offer(host: str, port: int, codecs: tuple) -> sdplib.SessionDescription:
     return sdplib.create_offer(sdplib.LocalMedia(address=host, port=port, codecs=codecs))
 
 
-def _start_media(rtp: RtpPort, local: sdplib.SessionDescription, remote_sdp: bytes,
+def start_media(rtp: RtpPort, local: sdplib.SessionDescription, remote_sdp: bytes,
                  *, local_is_offerer: bool) -> None:  # fmt: skip
     remote = sdplib.parse_sdp(remote_sdp)
     if local_is_offerer:
@@ -251,7 +251,7 @@ class SimulatedJigasi:
         answer = sdplib.create_answer(offer, local)
         dialog = await call.answer(answer.to_bytes())
         self.dialogs.append(dialog)
-        _start_media(rtp, answer, call.offer, local_is_offerer=False)
+        start_media(rtp, answer, call.offer, local_is_offerer=False)
 
     async def dial_out(self, number: str, room: str, *, extra: dict[str, str] | None = None
                        ) -> tuple[OutgoingCall, RtpPort]:  # fmt: skip
@@ -289,7 +289,7 @@ class PhoneCall:
 
     async def answered(self, timeout: float = 10) -> DialogHandle:
         self.dialog = await asyncio.wait_for(self.outgoing.answered(), timeout)
-        _start_media(self.rtp, self.offer, self.dialog.remote_sdp, local_is_offerer=True)
+        start_media(self.rtp, self.offer, self.dialog.remote_sdp, local_is_offerer=True)
         return self.dialog
 
     async def keys(self, digits: str, *, method: str = "rfc4733") -> None:
@@ -402,7 +402,7 @@ class SimulatedTrunk:
         with contextlib.suppress(Exception):
             dialog = await call.answer(answer.to_bytes())
             self.dialogs.append(dialog)
-            _start_media(rtp, answer, call.offer, local_is_offerer=False)
+            start_media(rtp, answer, call.offer, local_is_offerer=False)
 
 
 async def wait_for(predicate, timeout: float, step: float = 0.02) -> bool:  # noqa: ANN001
