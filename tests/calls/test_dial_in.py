@@ -97,15 +97,17 @@ async def test_jigasi_486_explains_and_goes_back_to_the_pin_prompt(make_rig) -> 
     pin = await rig.pin_for("locked")
     call = await rig.phone.dial(DID, caller="+4930111111114")
     await call.answered()
-    for _ in range(2):
-        before = rig.prompts.asked.count("enter_pin")
+    for attempt in range(2):
+        prompts_before = rig.prompts.asked.count("enter_pin")
         await asyncio.sleep(0.3)
         await call.keys(f"{pin}#", method="info")
         await asyncio.sleep(0.3)
         await call.keys("1234#", method="info")
-        if _ == 0:
+        if attempt == 0:
             assert await wait_for(lambda: "could_not_join" in rig.prompts.asked, 5)
-            assert await wait_for(lambda: rig.prompts.asked.count("enter_pin") > before, 5)
+            assert await wait_for(
+                lambda n=prompts_before: rig.prompts.asked.count("enter_pin") > n, 5
+            )
     assert await wait_for(lambda: len(rig.jigasi.invites) == 2, 5)
     assert await wait_for(lambda: rig.jigasi.dialogs, 5)
     call_obj = next(iter(rig.engine.calls.values()))
@@ -160,7 +162,7 @@ async def test_pin_guessing_locks_out_that_caller_but_not_another(make_rig) -> N
             guess += 1
             with contextlib.suppress(CallStateError):
                 await call.keys(f"{1000000 + guess}##", method="info")
-            await wait_for(lambda: call.dialog.is_terminated, 0.3)
+            await wait_for(lambda c=call: c.dialog.is_terminated, 0.3)
         await call.hangup()
     assert failures["pin_failures"] == 20 and calls >= 4  # over several calls
     refused = await rig.phone.dial(DID, caller=guesser)

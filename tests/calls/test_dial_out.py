@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from dialbridge.calls.standins import start_media, wait_for
-from dialbridge.calls.standins import SimulatedJigasi
+from dialbridge.calls.standins import SimulatedJigasi, start_media, wait_for
 
 from .conftest import JIGASI_PASSWORD, MUC
 
