@@ -38,9 +38,9 @@ class JigasiSide:
         return (await asyncio.wait_for(self.dialog.info("application/json", body), WAIT)).status
 
 
-@pytest.fixture
-async def in_call(make_rig):  # noqa: ANN001, ANN201
-    rig = await make_rig()
+async def join(make_rig, **overrides):  # noqa: ANN001, ANN003, ANN201
+    """A phone in the meeting with the controls running: (rig, phone, jigasi side)."""
+    rig = await make_rig(**overrides)
     pin = await rig.pin_for("weekly")
     phone = await rig.phone.dial(DID, caller="+4930222222222")
     await phone.answered()
@@ -52,6 +52,12 @@ async def in_call(make_rig):  # noqa: ANN001, ANN201
     jigasi = JigasiSide(rig.jigasi.dialogs[0])
     # the controls start by saying the state and the key for it
     assert await wait_for(lambda: "unmuted" in rig.prompts.asked, WAIT)
+    return rig, phone, jigasi
+
+
+@pytest.fixture
+async def in_call(make_rig):  # noqa: ANN001, ANN201
+    rig, phone, jigasi = await join(make_rig)
     yield rig, phone, jigasi
     jigasi.task.cancel()
     await phone.hangup()
@@ -147,3 +153,16 @@ async def test_malformed_json_is_answered_200_and_keys_still_work(in_call) -> No
     assert await jigasi.send("{not json") == 200
     await phone.keys("*6")
     assert (await jigasi.next())["type"] == "muteRequest"
+
+
+async def test_time_warning_before_the_maximum_duration(make_rig) -> None:  # noqa: ANN001
+    rig, phone, jigasi = await join(
+        make_rig, limits={"max_call_seconds": 4, "warn_before_end_seconds": 2}
+    )
+    try:
+        assert "time_warning" not in rig.prompts.asked
+        assert await wait_for(lambda: "time_warning" in rig.prompts.asked, WAIT)
+        assert await phone.ended(WAIT) == "remote bye"  # the engine's limit ends the call
+    finally:
+        jigasi.task.cancel()
+        await phone.hangup()
