@@ -474,3 +474,20 @@ def test_every_prompt_the_controls_can_say_is_in_the_catalogue() -> None:
     from dialbridge.prompts import KEYS
 
     assert not PROMPT_KEYS - KEYS
+
+
+def test_settings_from_config_reads_keys_and_limits() -> None:
+    from types import SimpleNamespace
+
+    from dialbridge.calls.in_call import settings_from_config
+
+    config = SimpleNamespace(
+        ivr=SimpleNamespace(keys={"mute_toggle": "#6", "raise_hand": "", "help": "0"},
+                            local_mute=False),
+        limits=SimpleNamespace(warn_before_end_seconds=30),
+    )  # fmt: skip
+    s = settings_from_config(config)
+    assert s.keymap == {"#6": Control.MUTE_TOGGLE, "0": Control.HELP}
+    assert s.local_mute is False
+    assert s.time_warning == 30.0
+    assert settings_from_config(SimpleNamespace()) == InCallSettings()
