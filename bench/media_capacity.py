@@ -2,7 +2,8 @@
 
 Each call is two legs in one dialbridge media process (uvloop, one shared 20 ms tick):
 
-* a trunk leg, PCMU, fed 50 packets/s by the generator;
+* a trunk leg, PCMU + telephone-event (as a real trunk offers it, so the in-band DTMF
+  detector stays off: ``inband_dtmf="auto"``), fed 50 packets/s by the generator;
 * a Jigasi leg, Opus (8 kHz SILK path), fed 3 SSRCs × 50 packets/s with RFC 6464 levels,
   mixed N-loudest (N = 3), and tagged with RFC 6464 on the way out. ``--talkers`` says who
   speaks: ``turns`` (default: one at a time, the others send room noise), ``all`` (three at
@@ -185,7 +186,16 @@ async def media_main(args) -> dict:
     opus_opts = {"complexity": args.complexity, "bitrate": args.bitrate, "fec": not args.no_fec}
     for c, (taddr, jaddr) in enumerate(addrs):
         await media.set_remote(
-            f"t{c}", RtpParameters("PCMU", 0, remote_rtp=tuple(taddr), max_streams=1)
+            f"t{c}",
+            RtpParameters(
+                "PCMU",
+                0,
+                # A real trunk offers telephone-event (RFC 4733), so inband_dtmf="auto" leaves
+                # the Goertzel detector off; --trunk-dtmf inband measures a trunk without it.
+                telephone_event_pt=101 if args.trunk_dtmf == "rfc4733" else None,
+                remote_rtp=tuple(taddr),
+                max_streams=1,
+            ),
         )
         await media.set_remote(
             f"j{c}",
@@ -272,6 +282,8 @@ async def media_main(args) -> dict:
         "skipped_frames": skipped,
         "generator": gen,
         "calibration_opus_encode_us": calibration,
+        "calibration_opus_encode_us_after": calibrate(),
+        "trunk_dtmf": args.trunk_dtmf,
     }
     if profiler is not None:
         import io
@@ -290,6 +302,13 @@ def main() -> None:
     ap.add_argument("--warmup", type=float, default=2.0)
     ap.add_argument("--talkers", default="turns", choices=["turns", "all", "one"])
     ap.add_argument("--max-streams", type=int, default=3)
+    ap.add_argument(
+        "--trunk-dtmf",
+        default="rfc4733",
+        choices=["rfc4733", "inband"],
+        help="rfc4733: the trunk negotiates telephone-event (default, like a real trunk); "
+        "inband: it does not, so the in-band detector runs on it",
+    )
     ap.add_argument("--complexity", type=int, default=1)
     ap.add_argument("--bitrate", type=int, default=32000)
     ap.add_argument("--no-fec", action="store_true")
