@@ -300,7 +300,8 @@ class Call:
         self.bridged_with: Leg | None = None
         self.ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.task: asyncio.Task | None = None
-        self._events: asyncio.Queue[CallEvent] = asyncio.Queue()
+        self.history: list[CallEvent] = []
+        self._subscribers: list[asyncio.Queue[CallEvent]] = []
         self._timers: list[asyncio.TimerHandle] = []
         self._ivr_timer: asyncio.TimerHandle | None = None
         self._watch_cancel = engine.spawn(self._watch_inbound_cancel())
@@ -308,18 +309,31 @@ class Call:
     # -- events ---------------------------------------------------------------------------
 
     def _emit(self, event: CallEvent) -> None:
-        self._events.put_nowait(event)
+        self.history.append(event)
+        for queue in self._subscribers:
+            queue.put_nowait(event)
 
     async def events(self) -> AsyncIterator[CallEvent]:
-        """Every event of the call until it ends."""
-        while not self.ended.done() or not self._events.empty():
-            getter = asyncio.ensure_future(self._events.get())
-            done, _ = await asyncio.wait({getter, self.ended}, return_when=asyncio.FIRST_COMPLETED)
-            if getter in done:
-                yield getter.result()
-            else:
-                getter.cancel()
-                return
+        """Events from now on, until the call has ended. Every iterator gets every event
+        (the in-call controls and a test may both listen); ``history`` keeps them all."""
+        queue: asyncio.Queue[CallEvent] = asyncio.Queue()
+        self._subscribers.append(queue)
+        try:
+            while True:
+                while not queue.empty():
+                    yield queue.get_nowait()
+                if self.ended.done():
+                    return
+                getter = asyncio.ensure_future(queue.get())
+                done, _ = await asyncio.wait(
+                    {getter, self.ended}, return_when=asyncio.FIRST_COMPLETED
+                )
+                if getter in done:
+                    yield getter.result()
+                else:
+                    getter.cancel()
+        finally:
+            self._subscribers.remove(queue)
 
     # -- the inbound leg ----------------------------------------------------------------------
 

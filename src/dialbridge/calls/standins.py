@@ -87,6 +87,11 @@ class RtpPort(asyncio.DatagramProtocol):
         if not self.echo and self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._send_loop())
 
+    def stop_sending(self) -> None:
+        """Go silent (no RTP at all), as a dead phone line would."""
+        if self._task is not None:
+            self._task.cancel()
+
     def send_digits(self, digits: str, duration_ms: int = 100, gap_ms: int = 80) -> float:
         """Queue RFC 4733 digits; returns roughly how long they take to go out."""
         self._dtmf.send(digits, duration_ms, gap_ms)
