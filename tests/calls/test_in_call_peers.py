@@ -103,6 +103,11 @@ async def test_baresip_star5_star6_reaches_jigasi_as_mute_request(make_rig, tmp_
         await dialog.info("application/json", json.dumps(ok))
         assert await wait_for(lambda: "muted" in rig.prompts.asked[asked:], 5)
         watcher.cancel()
+        # the digits travelled as RFC 4733 events: both SDPs carry telephone-event
+        trace = phone.messages()
+        offer = [m for m in trace if m.method == "INVITE" and m.direction == "sent"][0]
+        answer = [m for m in trace if m.status == 200 and m.direction == "received"][0]
+        assert "telephone-event/8000" in offer.body and "telephone-event/8000" in answer.body
         phone.command("/hangup")
         assert await wait_for(lambda: not rig.engine.calls, 5)
     finally:
