@@ -1,5 +1,5 @@
-"""Wires the parts into one process: store, policies, HTTP (and, in later issues, SIP and
-media) on one event loop."""
+"""Wires the parts into one process: store, policies, the call engine (SIP user agent and
+media engine) and the HTTP services, all on one event loop (uvloop under ``dialbridge serve``)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from dialbridge.config import Config
 from dialbridge.dialout_policy import DialOutPolicy
@@ -28,6 +29,9 @@ class Services:
     mappings: ConferenceMappings
     dialout: DialOutPolicy
     numbers: PhoneNumberList
+    #: The running :class:`~dialbridge.calls.engine.CallEngine` under ``serve`` (live calls,
+    #: CDRs, metrics for the web views); None when only the HTTP services run.
+    calls: Any = None
 
 
 def mapping_policy(config: Config) -> MappingPolicy:
@@ -61,37 +65,43 @@ async def open_services(
 
 
 async def sweep_forever(services: Services, interval: float = SWEEP_INTERVAL_SECONDS) -> None:
-    """Retire expired mappings and free quarantined PINs now and then."""
+    """Retire expired mappings, free quarantined PINs and forget old PIN failures now and then."""
     while True:
         try:
             retired, freed = await services.mappings.sweep()
             if retired or freed:
                 log.info("mapping sweep: %d retired, %d PINs freed from quarantine", retired, freed)
+            if services.calls is not None:
+                await services.calls.pin_guard.sweep()
         except Exception:  # the store may be briefly unavailable; try again later
             log.exception("mapping sweep failed")
         await asyncio.sleep(interval)
 
 
 async def serve(config: Config) -> None:
-    """Run the HTTP services until cancelled (SIP joins this loop in a later issue)."""
+    """Run SIP, media and HTTP until cancelled."""
     import uvicorn
 
+    from dialbridge.calls.engine import open_call_engine
     from dialbridge.web import create_http_app
 
     async with open_services(config) as services:
-        app = create_http_app(services)
-        server = uvicorn.Server(
-            uvicorn.Config(
-                app,
-                host=config.http.host,
-                port=config.http.port,
-                log_level="info",
-                access_log=False,
-                lifespan="off",
+        async with open_call_engine(config, services) as engine:
+            services.calls = engine
+            log.info("SIP listening on %s", engine.ua.local_addresses)
+            app = create_http_app(services)
+            server = uvicorn.Server(
+                uvicorn.Config(
+                    app,
+                    host=config.http.host,
+                    port=config.http.port,
+                    log_level="info",
+                    access_log=False,
+                    lifespan="off",
+                )
             )
-        )
-        sweeper = asyncio.create_task(sweep_forever(services))
-        try:
-            await server.serve()
-        finally:
-            sweeper.cancel()
+            sweeper = asyncio.create_task(sweep_forever(services))
+            try:
+                await server.serve()
+            finally:
+                sweeper.cancel()

@@ -266,7 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser(
-        "serve", help="run the services (HTTP now; SIP and media join in later releases)"
+        "serve", help="run SIP, media and the Meet web services"
     )
     p.set_defaults(func=cmd_serve)
 

@@ -349,8 +349,39 @@ class IvrConfig(_Section):
     reveal_unknown_pin: bool = False
     # Tone the caller hears while Jigasi joins: a name from dialbridge.media.playback.TONES.
     ringback_tone: str = "ringback_eu"
-    # Where our espeak-ng rendered fallback prompts are cached ("" = <store.data_dir>/prompts).
+    # Rendered prompts are cached here ("" = <store.data_dir>/prompts).
     prompt_dir: str = ""
+    # Admin recordings (<dir>/<language>/<key>.wav) that take precedence over espeak-ng.
+    prompt_override_dir: str = ""
+    # Languages to render prompts for ([] = ivr.language, every number's language, en, de).
+    languages: list[str] = []
+    # In-call key map (docs/in-call.md): control → key sequence; "" disables a control.
+    keys: dict[Literal["mute_toggle", "raise_hand", "help"], str] = {
+        "mute_toggle": "*6",
+        "raise_hand": "*9",
+        "help": "*1",
+    }
+    # Also mute in our own bridge (works whatever Jigasi's mode, jigasi-protocol.md §4.4).
+    local_mute: bool = True
+    # Say the mute state and its key when the caller joins the meeting.
+    announce_in_call: bool = True
+    # Longest wait for Jigasi's muteResponse (it may take ~15 s, jigasi-protocol.md §4.1).
+    mute_response_timeout: Annotated[float, Field(gt=0)] = 20
+
+    @field_validator("keys")
+    @classmethod
+    def _key_sequences(cls, value: dict[str, str]) -> dict[str, str]:
+        sequences = [seq for seq in value.values() if seq]
+        for seq in sequences:
+            if not re.fullmatch(r"[0-9*#A-D]{1,8}", seq):
+                raise ValueError(f"{seq!r} is not a key sequence of 0-9 * # A-D")
+        for a in sequences:
+            for b in sequences:
+                if a != b and b.startswith(a):
+                    raise ValueError(f"key sequence {a!r} is a prefix of {b!r}")
+        if len(set(sequences)) != len(sequences):
+            raise ValueError("two controls share one key sequence")
+        return value
 
 
 class PinGuardConfig(_Section):

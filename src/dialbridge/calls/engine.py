@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING, Any
 import phonenumbers
 
 from dialbridge.calls.call import Call, Leg
-from dialbridge.calls.fallback_prompts import EspeakPrompts, LayeredPrompts, PromptCatalogue
 from dialbridge.calls.routing import CallRouter, CallSource
+from dialbridge.calls.scenario import PromptCatalogue
 from dialbridge.config import Config, TrunkEntry
 from dialbridge.media.control import (
     DtmfReceived,
@@ -297,21 +297,10 @@ def user_agent_config(config: Config) -> UserAgentConfig:
 
 
 def prompt_catalogue(config: Config) -> PromptCatalogue:
-    """The prompts helper's catalogue when it is installed, our espeak-ng one under it."""
-    cache = config.ivr.prompt_dir or str(config.store.data_dir / "prompts")
-    fallback = EspeakPrompts(cache)
-    primary = None
-    try:
-        from dialbridge import prompts as catalogue_module  # issue 6's catalogue
-    except ImportError:
-        catalogue_module = None
-    factory = getattr(catalogue_module, "catalogue_from_config", None)
-    if factory is not None:
-        try:
-            primary = factory(config)
-        except Exception:  # a broken catalogue must not stop calls: espeak-ng still speaks
-            log.exception("prompt catalogue unavailable; using espeak-ng fallback prompts")
-    return LayeredPrompts(primary, fallback)
+    """The prompt catalogue (:mod:`dialbridge.prompts`: espeak-ng renders, admin recordings)."""
+    from dialbridge.prompts import catalogue_from_config
+
+    return catalogue_from_config(config)
 
 
 def pin_guard_policy(config: Config) -> PinGuardPolicy:

@@ -14,12 +14,21 @@ from __future__ import annotations
 import importlib
 import inspect
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from dialbridge.calls.call import Call, Leg
 
 Scenario = Callable[["Call"], Awaitable[None]]
+
+
+class PromptCatalogue(Protocol):
+    """What the call layer needs of prompts (:mod:`dialbridge.prompts` provides it): a WAV
+    file for a key in a language, at any rate (the media engine resamples)."""
+
+    def path(self, key: str, language: str, codec: str) -> Path: ...
+
 
 BUILT_IN = {
     "dial_in": "dialbridge.calls.scenarios.dial_in:dial_in",
