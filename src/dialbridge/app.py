@@ -85,23 +85,22 @@ async def serve(config: Config) -> None:
     from dialbridge.calls.engine import open_call_engine
     from dialbridge.web import create_http_app
 
-    async with open_services(config) as services:
-        async with open_call_engine(config, services) as engine:
-            services.calls = engine
-            log.info("SIP listening on %s", engine.ua.local_addresses)
-            app = create_http_app(services)
-            server = uvicorn.Server(
-                uvicorn.Config(
-                    app,
-                    host=config.http.host,
-                    port=config.http.port,
-                    log_level="info",
-                    access_log=False,
-                    lifespan="off",
-                )
+    async with open_services(config) as services, open_call_engine(config, services) as engine:
+        services.calls = engine
+        log.info("SIP listening on %s", engine.ua.local_addresses)
+        app = create_http_app(services)
+        server = uvicorn.Server(
+            uvicorn.Config(
+                app,
+                host=config.http.host,
+                port=config.http.port,
+                log_level="info",
+                access_log=False,
+                lifespan="off",
             )
-            sweeper = asyncio.create_task(sweep_forever(services))
-            try:
-                await server.serve()
-            finally:
-                sweeper.cancel()
+        )
+        sweeper = asyncio.create_task(sweep_forever(services))
+        try:
+            await server.serve()
+        finally:
+            sweeper.cancel()
