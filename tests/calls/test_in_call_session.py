@@ -174,3 +174,107 @@ async def test_close_cancels_everything() -> None:
     s.digit("6")
     await settle()
     assert [e for e in ports.take() if e[0] == "info"] == []
+
+
+# -- run_in_call against a call object with the engine's event semantics ------------------------
+
+
+class FakeLeg:
+    def __init__(self, leg_id: str) -> None:
+        self.id = leg_id
+        self.codec = "PCMA"
+        self.sent: list[dict] = []
+
+    async def send_info(self, content_type: str, body: str) -> int:
+        self.sent.append(json.loads(body))
+        return 200
+
+
+class FakeCall:
+    """History plus fan-out events "from now on", like dialbridge.calls.call.Call."""
+
+    def __init__(self) -> None:
+        from types import SimpleNamespace
+
+        self.config = SimpleNamespace()
+        self.language = "en"
+        self.history: list = []
+        self.played: list[str] = []
+        self._subscribers: list[asyncio.Queue] = []
+        self.ended = asyncio.get_running_loop().create_future()
+        self.engine = SimpleNamespace(
+            prompts=SimpleNamespace(path=lambda key, language, codec: key),
+            media=SimpleNamespace(stop=self._noop, mute=self._noop),
+        )
+
+    async def _noop(self, *args) -> None:  # noqa: ANN002
+        pass
+
+    def emit(self, event: object) -> None:
+        self.history.append(event)
+        for queue in self._subscribers:
+            queue.put_nowait(event)
+
+    async def events(self):  # noqa: ANN201
+        queue: asyncio.Queue = asyncio.Queue()
+        self._subscribers.append(queue)
+        try:
+            while not self.ended.done():
+                getter = asyncio.ensure_future(queue.get())
+                done, _ = await asyncio.wait(
+                    {getter, self.ended}, return_when=asyncio.FIRST_COMPLETED
+                )
+                if getter in done:
+                    yield getter.result()
+                else:
+                    getter.cancel()
+        finally:
+            self._subscribers.remove(queue)
+
+    async def play(self, leg: FakeLeg, *, prompt: str) -> bool:
+        self.played.append(prompt)
+        return True
+
+    async def hangup(self, cause: str, *, side: str) -> None:
+        if not self.ended.done():
+            self.ended.set_result(None)
+
+
+async def test_jigasi_infos_from_before_the_bridge_are_replayed_and_ivr_digits_are_not() -> None:
+    from dialbridge.calls.call import Digit, Info
+    from dialbridge.calls.in_call import run_in_call
+
+    call, jigasi, pstn = FakeCall(), FakeLeg("j"), FakeLeg("p")
+    call.emit(Digit("p", "1", "rfc4733"))  # the IVR's PIN digits
+    call.emit(Info("j", "application/json", b'{"i":0,"t":3}'))  # Jigasi lobbied at once
+    call.emit(Info("j", "application/json", b'{"t":11}'))
+    task = asyncio.create_task(run_in_call(call, jigasi, pstn))
+    await settle()
+    assert call.played == ["lobby_wait"]  # no "unmuted" greeting over the lobby message
+    assert jigasi.sent == [{"t": 11}]
+    for digit in "42#":
+        call.emit(Digit("p", digit, "rfc4733"))
+    await settle()
+    assert jigasi.sent[-1] == {"t": 4, "d": {"pwd": "42"}}
+    call.emit(Info("j", "application/json", b'{"i":1,"t":7}'))
+    await asyncio.wait_for(task, 5)  # rejected: said, hung up, the controls returned
+    assert call.played[-1] == "lobby_rejected"
+    assert call.ended.done()
+
+
+async def test_start_muted_request_from_before_the_bridge_is_answered_without_a_greeting() -> None:
+    from dialbridge.calls.call import Info
+    from dialbridge.calls.in_call import run_in_call
+
+    call, jigasi, pstn = FakeCall(), FakeLeg("j"), FakeLeg("p")
+    call.emit(
+        Info("j", "application/json", b'{"type":"muteRequest","data":{"audio":true},"id":"s"}')
+    )
+    task = asyncio.create_task(run_in_call(call, jigasi, pstn))
+    await settle()
+    assert jigasi.sent == [
+        {"type": "muteResponse", "id": "s", "status": "OK", "data": {"audio": True}}
+    ]
+    assert call.played == ["muted"]
+    call.ended.set_result(None)
+    await asyncio.wait_for(task, 5)

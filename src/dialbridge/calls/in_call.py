@@ -395,14 +395,17 @@ class InCallControls:
         self._keys = KeyMatcher(self.settings.keymap, self.settings.inter_digit_timeout)
         self._new_id = new_id
         self._actions: deque[Action] = deque()
+        self._said = False
 
     # -- inputs ------------------------------------------------------------------------------
 
     def start(self, now: float) -> None:
-        """The phone leg is bridged to Jigasi: the controls go live."""
+        """The phone leg is bridged to Jigasi: the controls go live. Messages fed before this
+        (Jigasi's INFOs from before the bridge) count; if they already said something (the
+        lobby, a start-muted muteRequest), the state announcement is left out."""
         if self.settings.local_mute and self.muted:
             self._act(ApplyLocalMute(True))
-        if self.settings.announce_on_start:
+        if self.settings.announce_on_start and not self._said:
             self._say(self._state_prompt())
 
     def receive_digit(self, digit: str, now: float) -> None:
@@ -512,6 +515,7 @@ class InCallControls:
 
     def _say(self, *prompts: str, interrupt: bool = False) -> None:
         assert PROMPT_KEYS.issuperset(prompts), prompts
+        self._said = True
         self._act(Say(tuple(prompts), interrupt))
 
     def _state_prompt(self) -> str:
@@ -951,6 +955,13 @@ async def run_in_call(call: Any, jigasi: Any, pstn: Any) -> None:
     session = InCallSession(
         InCallControls(settings_from_config(call.config)), CallPorts(call, jigasi, pstn)
     )
+    # call.events() yields events from its first step on. Jigasi's INFOs from before that
+    # (t=3 right after a lobby answer, a start-muted muteRequest on dial-out while the phone
+    # rang, §4.1 queueing) are in call.history: replay them, then subscribe, with no await in
+    # between so that nothing falls into the gap. Digits from before are the IVR's, not ours.
+    for event in list(getattr(call, "history", ())):
+        if isinstance(event, Info) and event.leg == jigasi.id:
+            session.info(event.content_type, event.body)
     session.start()
     try:
         async for event in call.events():
