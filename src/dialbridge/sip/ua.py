@@ -35,7 +35,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from .auth import AuthParseError, DigestClient
+from .auth import AuthParseError, DigestChallenger, DigestClient
 from .dialog import (
     ALLOWED_METHODS,
     Dialog,
@@ -100,6 +100,10 @@ class UserAgentConfig:
     domain: str = "dialbridge.invalid"
     #: Registrar / digest accounts: user name → password.
     users: Mapping[str, str] = field(default_factory=dict)
+    #: Digest algorithms we challenge with, most preferred first. MD5 alone by default:
+    #: Jigasi answers MD5 only (jigasi-protocol.md §3), SIPp 3.6 reads only the first challenge
+    #: and baresip 1.0 fails when SHA-256 is offered at all (measured, docs/sip-interop.md).
+    digest_algorithms: tuple[str, ...] = ("MD5",)
     trunks: list[Trunk] = field(default_factory=list)
     timers: TimerSettings = DEFAULT_TIMERS
     user_agent: str = "dialbridge"
@@ -555,7 +559,11 @@ class UserAgent:
         self.core = DialogLayer(config.timers)
         self.location = LocationService(config.binding_store)
         if authenticator is None and config.users:
-            authenticator = DigestAuthenticator(config.domain, dict(config.users))
+            authenticator = DigestAuthenticator(
+                config.domain,
+                dict(config.users),
+                challenger=DigestChallenger(config.domain, algorithms=config.digest_algorithms),
+            )
         self.authenticator = authenticator
         self.registrar = Registrar(
             self.location,
