@@ -57,6 +57,8 @@ class RtpPort(asyncio.DatagramProtocol):
         self.te_pt: int | None = None
         self.received = 0
         self.received_energy: list[float] = []
+        self.tone_frames = 0  # received frames that carry our own tone (echoed back)
+        self.tone_hz = tone_hz
         self.sent = 0
         self._dtmf = Rfc4733Sender()
         self._task: asyncio.Task | None = None
@@ -139,7 +141,15 @@ class RtpPort(asyncio.DatagramProtocol):
                 return
             if packet.payload_type == self.pt and packet.payload:
                 pcm = self._decoder.decode(packet.payload).astype(np.float64)
-                self.received_energy.append(float(np.sqrt(np.mean(pcm * pcm))))
+                energy = float(np.sum(pcm * pcm))
+                self.received_energy.append(float(np.sqrt(energy / len(pcm))))
+                # Our own tone coming back (the echo through the meeting), not a prompt or
+                # ringback: most of the frame's energy at tone_hz.
+                if energy > 0:
+                    spectrum = np.abs(np.fft.rfft(pcm)) ** 2
+                    k = round(self.tone_hz * len(pcm) / RATE)
+                    if spectrum[max(0, k - 1) : k + 2].sum() > 0.6 * spectrum.sum():
+                        self.tone_frames += 1
 
     def heard_sound(self, threshold: float = 300.0) -> int:
         """Frames that carried more than faint noise."""
