@@ -491,3 +491,81 @@ def test_settings_from_config_reads_keys_and_limits() -> None:
     assert s.local_mute is False
     assert s.time_warning == 30.0
     assert settings_from_config(SimpleNamespace()) == InCallSettings()
+
+
+# -- any sequence of inputs ------------------------------------------------------------------------
+
+_INPUTS = st.one_of(
+    st.tuples(st.just("digit"), st.sampled_from(list("0123456789*#"))),
+    st.tuples(
+        st.just("info"),
+        st.sampled_from(
+            [
+                '{"t":11}',
+                '{"t":8,"d":true}',
+                '{"t":8,"d":false}',
+                '{"t":9}',
+                '{"t":10}',
+                '{"t":12,"d":true}',
+                '{"t":12,"d":false}',
+                '{"t":15,"d":false}',
+                '{"t":15,"d":true}',
+                '{"i":0,"t":3}',
+                '{"i":1,"t":5}',
+                '{"i":2,"t":6}',
+                '{"type":"muteRequest","data":{"audio":true},"id":"jig"}',
+                '{"type":"muteResponse","id":"req-1","status":"OK","data":{"audio":true}}',
+                '{"type":"muteResponse","id":"req-2","status":"FAILED","data":{"audio":false}}',
+                '{"type":"muteResponse","id":"req-3","status":"OK","data":{"audio":false}}',
+                "{garbage",
+                '{"t":"11"}',
+                '{"t":77}',
+            ]
+        ),
+    ),
+    st.tuples(st.just("answered"), st.sampled_from(["req-1", "req-2", "req-3", "req-4"])),
+    st.tuples(st.just("time"), st.floats(min_value=0.0, max_value=30.0)),
+    st.tuples(st.just("prompt_finished"), st.none()),
+)
+
+
+@given(st.lists(_INPUTS, max_size=40))
+@settings(max_examples=300, deadline=None)
+def test_no_input_sequence_breaks_the_controls(inputs: list) -> None:
+    c = controls()
+    now = T0
+    for kind, value in inputs:
+        if kind == "digit":
+            c.receive_digit(value, now)
+            c.actions()
+            continue
+        if kind == "info":
+            c.receive_info("application/json", value, now)
+            out = sent(c.actions())
+            if value == '{"t":11}':
+                assert out == [{"t": 11}]  # every heartbeat is echoed (§4.6)
+            if '"muteRequest"' in value:
+                assert [m["id"] for m in out if m.get("type") == "muteResponse"] == ["jig"]
+        elif kind == "answered":
+            c.info_answered(value, 200, now)
+        elif kind == "time":
+            now += value
+            c.handle_timer(now)
+        else:
+            c.prompt_finished(now)
+        c.actions()
+        timer = c.get_timer()
+        assert timer is None or timer > now  # nothing overdue is left behind
+    # Whatever happened, once pending requests have timed out *6 asks Jigasi again.
+    now += 60
+    c.handle_timer(now)
+    c.actions()
+    if c.phase is Phase.LOBBY:
+        c.receive_info("application/json", '{"i":9,"t":6}', now)
+        c.actions()
+    if c.phase is Phase.CONFERENCE:
+        c.receive_digit("*", now)
+        c.receive_digit("6", now)
+        assert any(m.get("type") == "muteRequest" for m in sent(c.actions()))
+    else:
+        assert c.phase in (Phase.LEAVING, Phase.ENDED)
