@@ -255,3 +255,13 @@ def test_wav_header_of_rendered_file_is_well_formed(tmp_path: Path) -> None:
     data = path.read_bytes()
     riff_size = struct.unpack_from("<I", data, 4)[0]
     assert riff_size == len(data) - 8  # sox wrote real sizes, unlike espeak's streamed header
+
+
+def test_unbound_control_is_not_offered_in_the_texts(tmp_path: Path) -> None:
+    c = PromptCatalogue(tmp_path, None, ("en", "de"), keys={"hand_keys": ""})
+    assert c.text("help", "en") == (
+        "Press star 6 to mute or unmute. Press star 1 to hear this again."
+    )
+    assert "melden" not in c.text("help", "de")
+    assert c.text("moderation_on", "en") == "A moderator now decides who may speak."
+    assert c.text("visitor", "de") == "Sie nehmen als Zuschauer teil."

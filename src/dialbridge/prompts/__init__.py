@@ -51,6 +51,6 @@ def catalogue_from_config(config: Any) -> PromptCatalogue:
         ("raise_hand", "hand_keys"),
         ("help", "help_keys"),
     ):
-        if keymap.get(control):
-            placeholders[placeholder] = keymap[control]
+        if control in keymap:
+            placeholders[placeholder] = keymap[control] or ""  # "" = unbound
     return PromptCatalogue(cache, override, languages, keys=placeholders)

@@ -32,6 +32,7 @@ import asyncio
 import hashlib
 import logging
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Iterable, Mapping
@@ -131,7 +132,15 @@ class PromptCatalogue:
         self._check(key, language)
         values = {name: spoken_keys(seq, language) for name, seq in self.keys.items()}
         values["menu_digit"] = str(self.languages.index(language) + 1)
-        return TEXTS[language][key].format(**values)
+        text = TEXTS[language][key]
+        unbound = [name for name, seq in self.keys.items() if not seq]
+        if unbound:
+            # A control without keys: drop the sentences that would tell the caller to press
+            # them ("Press star 9 to raise your hand.").
+            sentences = re.split(r"(?<=[.!?])\s+", text)
+            kept = [x for x in sentences if not any("{" + name + "}" in x for name in unbound)]
+            text = " ".join(kept) or text
+        return text.format(**values)
 
     def override(self, key: str, language: str) -> Path | None:
         """The admin's recording for this key and language, if there is one."""
