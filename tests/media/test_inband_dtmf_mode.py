@@ -85,3 +85,16 @@ def test_relay_waits_for_the_detector_only_when_it_runs():
     assert not can_relay(without, with_events)  # auto: this one runs the detector
     bridge = Bridge(without, with_events)
     assert bridge._a_to_b.lookback > 0 and bridge._b_to_a.lookback == 0
+
+
+def test_a_reinvite_dropping_telephone_event_turns_the_detector_and_look_back_on():
+    leg = trunk(max_streams=1, telephone_event_pt=101)
+    jigasi = MediaSession(
+        "jigasi", RtpParameters("opus", 111, audio_level_id=1, remote_rtp=JIGASI), now=0.0
+    )
+    bridge = Bridge(leg, jigasi)
+    assert bridge._a_to_b.lookback == 0
+    leg.set_parameters(RtpParameters("PCMU", 0, remote_rtp=TRUNK, max_streams=1))
+    bridge.tick(0.0)
+    assert leg._inband is not None
+    assert bridge._a_to_b.lookback > 0
