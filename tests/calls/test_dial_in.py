@@ -188,3 +188,35 @@ async def test_a_locked_out_caller_is_refused_403_with_a_reason_before_answer(ma
     assert await wait_for(lambda: not rig.engine.calls, 5)
     (cdr,) = await rig.cdrs()
     assert cdr.sip_status == 403 and cdr.answered_at is None
+
+
+async def test_pin_looked_up_in_a_remote_mapper_with_cid(make_rig, tmp_path) -> None:
+    """ivr.mapper_url: the PIN goes to a conference mapper over HTTP (here our own web app,
+    served by uvicorn on loopback), as the reference scenario does (§2.4)."""
+    import socket
+
+    import uvicorn
+
+    from dialbridge.web import create_http_app
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/conferenceMapper"
+    rig = await make_rig(ivr={"mapper_url": url, "mapper_param": "cid"})
+    server = uvicorn.Server(uvicorn.Config(create_http_app(rig.services), host="127.0.0.1",
+                                           port=port, log_level="warning", lifespan="off"))  # fmt: skip
+    serving = asyncio.ensure_future(server.serve())
+    try:
+        assert await wait_for(lambda: server.started, 5)
+        pin = await rig.pin_for("remote")
+        call = await rig.phone.dial(DID, caller="+4930111111117")
+        await call.answered()
+        await asyncio.sleep(0.3)
+        await call.keys(f"{pin}##", method="info")
+        assert await wait_for(lambda: rig.jigasi.invites, 5)
+        assert rig.jigasi.invites[0].headers["Jitsi-Conference-Room"] == f"remote@{MUC}"
+        await call.hangup()
+    finally:
+        server.should_exit = True
+        await serving
