@@ -220,3 +220,19 @@ async def test_pin_looked_up_in_a_remote_mapper_with_cid(make_rig, tmp_path) -> 
     finally:
         server.should_exit = True
         await serving
+
+
+async def test_jigasi_not_answering_in_time_is_cancelled_and_explained(make_rig) -> None:
+    rig = await make_rig(jigasi={"answer_timeout": 1.0})
+    rig.jigasi.behaviour.answer_after = 5
+    pin = await rig.pin_for("slow")
+    call = await rig.phone.dial(DID, caller="+4930111111118")
+    await call.answered()
+    await asyncio.sleep(0.3)
+    await call.keys(f"{pin}##", method="info")
+    assert await wait_for(lambda: rig.jigasi.invites, 5)
+    assert await wait_for(lambda: "could_not_join" in rig.prompts.asked, 5)
+    # The INVITE was cancelled: the stand-in never answers it.
+    await asyncio.sleep(0.2)
+    assert not rig.jigasi.dialogs
+    await call.hangup()

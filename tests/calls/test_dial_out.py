@@ -109,3 +109,21 @@ async def test_dial_out_is_only_for_jigasi_not_other_sip_users(make_rig) -> None
         assert not rig.trunk.invites
     finally:
         await alice.close()
+
+
+async def test_early_media_from_the_trunk_is_relayed_to_jigasi_before_the_answer(make_rig) -> None:
+    rig = await make_rig()
+    rig.trunk.behaviour.early_media = True
+    rig.trunk.behaviour.ring_for = 1.0
+    outgoing, rtp = await rig.jigasi.dial_out("+4930901820", ROOM)
+    early = None
+    async for response in outgoing.responses():
+        if response.status == 183 and response.body:
+            early = response
+            start_media(rtp, outgoing.local_offer, response.body, local_is_offerer=True)
+            # The carrier's announcement reaches Jigasi before anyone answers.
+            assert await wait_for(lambda: rtp.received > 10, 0.9)
+            assert not outgoing.final.done()
+    assert early is not None
+    assert outgoing.final.result().status == 200
+    await outgoing.dialog.bye()

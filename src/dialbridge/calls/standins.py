@@ -360,6 +360,7 @@ class TrunkBehaviour:
     ring_for: float = 0.2
     reject_with: int | None = None
     answer: bool = True  # False: ring until cancelled
+    early_media: bool = False  # 183 with SDP and audio (an announcement) before answering
 
 
 class SimulatedTrunk:
@@ -394,6 +395,11 @@ class SimulatedTrunk:
                                            call.flow.remote, time.monotonic()))  # fmt: skip
         await call.ring()
         b = self.behaviour
+        rtp = answer = None
+        if b.early_media:
+            rtp, answer = await self._media_for(call)
+            await call.progress(answer.to_bytes())
+            start_media(rtp, answer, call.offer, local_is_offerer=False)
         waiter = asyncio.ensure_future(asyncio.shield(call.cancelled))
         try:
             await asyncio.wait_for(waiter, b.ring_for if b.answer or b.reject_with else 60)
@@ -404,20 +410,21 @@ class SimulatedTrunk:
         if b.reject_with:
             await call.reject(b.reject_with)
             return
-        rtp = RtpPort(self.host)
-        await rtp.open()
-        self.rtp_ports.append(rtp)
-        offer = sdplib.parse_sdp(call.offer)
-        answer = sdplib.create_answer(
-            offer,
-            sdplib.LocalMedia(
-                address=self.host, port=rtp.port, codecs=(sdplib.PCMA, sdplib.PCMU)
-            ),  # fmt: skip
-        )
+        if rtp is None:
+            rtp, answer = await self._media_for(call)
         with contextlib.suppress(Exception):
             dialog = await call.answer(answer.to_bytes())
             self.dialogs.append(dialog)
             start_media(rtp, answer, call.offer, local_is_offerer=False)
+
+    async def _media_for(self, call: IncomingCall) -> tuple[RtpPort, sdplib.SessionDescription]:
+        rtp = RtpPort(self.host)
+        await rtp.open()
+        self.rtp_ports.append(rtp)
+        offer = sdplib.parse_sdp(call.offer)
+        local = sdplib.LocalMedia(address=self.host, port=rtp.port,
+                                  codecs=(sdplib.PCMA, sdplib.PCMU))  # fmt: skip
+        return rtp, sdplib.create_answer(offer, local)
 
 
 async def wait_for(predicate, timeout: float, step: float = 0.02) -> bool:  # noqa: ANN001
