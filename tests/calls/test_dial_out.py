@@ -127,3 +127,22 @@ async def test_early_media_from_the_trunk_is_relayed_to_jigasi_before_the_answer
     assert early is not None
     assert outgoing.final.result().status == 200
     await outgoing.dialog.bye()
+
+
+async def test_a_trunk_that_challenges_gets_digest_credentials(make_rig, tmp_path) -> None:
+    from dialbridge.calls.standins import SimulatedTrunk
+
+    carrier = SimulatedTrunk(host="127.0.0.3", digest=("acct", "carrier-secret"))
+    port = await carrier.start()
+    try:
+        rig = await make_rig(trunks=[
+            {"name": "carrier", "networks": ["127.0.0.2/32"], "host": "127.0.0.3",
+             "port": port, "username": "acct", "password": "carrier-secret"},
+        ])  # fmt: skip
+        outgoing, _ = await rig.jigasi.dial_out("+4930901820", ROOM)
+        final = await asyncio.wait_for(asyncio.shield(outgoing.final), 5)
+        assert final.status == 200
+        assert carrier.authenticated_as == "acct"
+        await outgoing.dialog.bye()
+    finally:
+        await carrier.close()

@@ -364,16 +364,20 @@ class TrunkBehaviour:
 
 
 class SimulatedTrunk:
-    def __init__(self, *, host: str) -> None:
+    """``digest=(user, password)``: challenge every INVITE (401) instead of trusting loopback."""
+
+    def __init__(self, *, host: str, digest: tuple[str, str] | None = None) -> None:
         self.host = host
         self.behaviour = TrunkBehaviour()
         self.invites: list[ReceivedInvite] = []
         self.cancelled: list[str] = []
         self.dialogs: list[DialogHandle] = []
         self.rtp_ports: list[RtpPort] = []
+        self.authenticated_as: str | None = None
+        trusted = [] if digest else [Trunk.from_cidrs("dialbridge", ["127.0.0.0/8"])]
         self.ua = UserAgent(
-            UserAgentConfig(udp=[(host, 0)], user_agent="SimulatedTrunk",
-                            trunks=[Trunk.from_cidrs("dialbridge", ["127.0.0.0/8"])]),
+            UserAgentConfig(udp=[(host, 0)], user_agent="SimulatedTrunk", trunks=trusted,
+                            users=dict([digest]) if digest else {}),
             router=self._on_invite,
         )  # fmt: skip
 
@@ -393,6 +397,7 @@ class SimulatedTrunk:
             headers.setdefault(name, value)
         self.invites.append(ReceivedInvite(req.uri, headers, req.headers.get("From") or "",
                                            call.flow.remote, time.monotonic()))  # fmt: skip
+        self.authenticated_as = call.auth_user
         await call.ring()
         b = self.behaviour
         rtp = answer = None
