@@ -236,3 +236,23 @@ async def test_jigasi_not_answering_in_time_is_cancelled_and_explained(make_rig)
     await asyncio.sleep(0.2)
     assert not rig.jigasi.dialogs
     await call.hangup()
+
+
+async def test_a_reinvite_from_the_phone_moves_our_media_to_its_new_port(make_rig) -> None:
+    from dialbridge.calls.standins import RtpPort
+    from dialbridge.sip import sdp as sdplib
+
+    rig = await make_rig()
+    call = await rig.phone.dial(DID, caller="+4930111111119")
+    await call.answered()
+    call.rtp.stop_sending()  # else symmetric RTP would latch back to the old source port
+    moved = RtpPort("127.0.0.2")
+    port = await moved.open()
+    offer = sdplib.create_offer(sdplib.LocalMedia(address="127.0.0.2", port=port,
+                                                  codecs=(sdplib.PCMA,)))  # fmt: skip
+    response = await call.dialog.reinvite(offer.to_bytes())
+    assert response.status == 200
+    # Nothing is sent from the new port, so only the SDP can have moved our stream there.
+    assert await wait_for(lambda: moved.received > 10, 3)
+    moved.close()
+    await call.hangup()

@@ -47,6 +47,7 @@ from dialbridge.sip.ua import (
     DialogHandle,
     IncomingCall,
     InfoReceived,
+    OfferReceived,
     OutgoingCall,
     SipError,
 )
@@ -230,12 +231,26 @@ class Leg:
         async for event in dialog.events():
             if isinstance(event, InfoReceived):
                 self._on_info(event)
+            elif isinstance(event, OfferReceived) and event.request.body and event.answer:
+                await self._on_reoffer(event.request.body, event.answer)
             elif isinstance(event, ByeReceived | DialogEnded):
                 if self.state != "ended":
                     cause = "remote bye" if isinstance(event, ByeReceived) else event.reason
                     self._settle("remote", cause)
                     await self.call._leg_ended(self, cause)
                 return
+
+    async def _on_reoffer(self, offer: bytes, answer: bytes) -> None:
+        """A re-INVITE/UPDATE with SDP (new address, hold): the UA answered it with our SDP;
+        the media session follows the new description (RFC 3264 §8)."""
+        try:
+            negotiated = sdplib.negotiate(sdplib.parse_sdp(offer), sdplib.parse_sdp(answer),
+                                          local_is_offerer=False)  # fmt: skip
+        except (sdplib.SdpParseError, sdplib.OfferAnswerError) as exc:
+            self.call.log.info("re-offer on %s not applied: %s", self.id, exc)
+            return
+        self.params = rtp_parameters(negotiated, inband_dtmf=self.role != "jigasi")
+        await self.call.engine.media.set_remote(self.id, self.params)
 
     def _on_info(self, event: InfoReceived) -> None:
         if event.content_type in ("application/dtmf-relay", "application/dtmf"):
