@@ -151,3 +151,25 @@ def test_caller_numbers_are_masked_to_country_and_last_two_digits() -> None:
     assert mask_number("+12025550143") == "+1 \u2022\u2022\u2022 \u2022\u2022\u2022\u2022 43"
     assert mask_number("") == "anonymous"
     assert "123456" not in mask_number("0301234567")
+
+
+async def test_log_records_of_a_call_carry_its_id(make_rig, caplog) -> None:
+    import logging
+
+    from dialbridge.calls.call import CallIdFilter
+
+    rig = await make_rig(ivr={"pin_timeout": 0.3, "max_no_input": 1})
+    handler_filter = CallIdFilter()
+    caplog.handler.addFilter(handler_filter)
+    caplog.set_level(logging.INFO)
+    try:
+        phone = await rig.phone.dial(DID, caller="+4930222222228")
+        await phone.answered()
+        await phone.ended(5)
+        await wait_for(lambda: not rig.engine.calls, 5)
+    finally:
+        caplog.handler.removeFilter(handler_filter)
+    (cdr,) = await rig.cdrs()
+    mine = [r for r in caplog.records if r.name == "dialbridge.calls"]
+    assert mine and all(r.call_id == cdr.call_id for r in mine)
+    assert all(r.getMessage().startswith(f"[{cdr.call_id}]") for r in mine)

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import itertools
 import logging
 import time
@@ -138,6 +139,21 @@ CallEvent = (
     Ringing | EarlyMedia | Answered | Failed | HungUp | Digit | Info | MediaTimedOut
     | DurationWarning
 )  # fmt: skip
+
+
+#: The call the running task works for: set by the engine for each scenario task, inherited by
+#: every task it starts, so log lines of lower layers can carry it too (:class:`CallIdFilter`).
+current_call_id: contextvars.ContextVar[str] = contextvars.ContextVar("call_id", default="-")
+
+
+class CallIdFilter(logging.Filter):
+    """Adds ``record.call_id`` (from :data:`current_call_id`) to every record it sees; install
+    it on a handler and use ``%(call_id)s`` in the format, or a JSON formatter."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not hasattr(record, "call_id"):
+            record.call_id = current_call_id.get()
+        return True
 
 
 class CallLog(logging.LoggerAdapter):
@@ -504,7 +520,10 @@ class Call:
         return await self.engine.lookup_pin(pin, self)
 
     async def pin_guard(self) -> Any:
-        return await self.engine.pin_guard.verdict(self.caller_number)
+        verdict = await self.engine.pin_guard.verdict(self.caller_number)
+        if verdict.refused:
+            self.engine.metrics["pin_lockouts"] += 1
+        return verdict
 
     async def pin_failed(self) -> None:
         await self.engine.pin_guard.record_failure(self.caller_number)

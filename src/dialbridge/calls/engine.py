@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import phonenumbers
 
-from dialbridge.calls.call import Call, Leg
+from dialbridge.calls.call import Call, Leg, current_call_id
 from dialbridge.calls.routing import CallRouter, CallSource
 from dialbridge.calls.scenario import PromptCatalogue
 from dialbridge.config import Config, TrunkEntry
@@ -161,6 +161,7 @@ class CallEngine:
         self.metrics[f"calls_{direction}"] += 1
         call.log.info("%s call to %s from %s → %s", direction, user, source, route.scenario_name)
         call.task = asyncio.current_task()
+        current_call_id.set(call.id)  # this task and every task it starts
         try:
             await route.scenario(call)
         except asyncio.CancelledError:
