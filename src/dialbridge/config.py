@@ -231,13 +231,17 @@ class SipConfig(_Section):
     domain: str = "dialbridge.invalid"
     # RTP: the address our media sockets bind to (and put in SDP), and the port range.
     rtp_host: str = "127.0.0.1"
-    rtp_port_low: Annotated[int, Field(ge=1024, le=65534)] = 10000
-    rtp_port_high: Annotated[int, Field(ge=1025, le=65535)] = 20000
+    # Clear of the videobridge's UDP 10000 and Jigasi's own 10000-20000 on a Jitsi host.
+    rtp_port_low: Annotated[int, Field(ge=1024, le=65534)] = 40000
+    rtp_port_high: Annotated[int, Field(ge=1025, le=65535)] = 49999
     # Registrations survive a restart in this JSON file ("" = keep them in memory only).
     bindings_file: str = ""
     # Requests per second (and burst) one source IP may send before we drop them silently.
     flood_rate: Annotated[float, Field(gt=0)] = 50
     flood_burst: Annotated[float, Field(gt=0)] = 200
+    # Digest algorithms the registrar challenges with, preferred first. MD5 alone by default:
+    # Jigasi answers MD5 only, and SIPp 3.6 / baresip 1.0 fail on a SHA-256 challenge.
+    digest_algorithms: list[Literal["MD5", "SHA-256"]] = ["MD5"]
 
     @field_validator("udp", "tcp", "tls")
     @classmethod

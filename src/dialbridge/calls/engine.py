@@ -294,6 +294,7 @@ def user_agent_config(config: Config) -> UserAgentConfig:
         binding_store=JsonFileBindingStore(sip.bindings_file) if sip.bindings_file else None,
         flood_rate=sip.flood_rate,
         flood_burst=sip.flood_burst,
+        digest_algorithms=tuple(sip.digest_algorithms),
     )
 
 
