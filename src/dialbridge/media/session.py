@@ -535,34 +535,9 @@ class MediaSession:
                 payload = self._silence_payload = _silence_payload(self.codec.name, self.params)
         else:
             payload = self.encoder.encode(_SILENCE if pcm is None else pcm)
-        if self._first_packet:
-            self._first_packet = False
-            self._send_packet(self._audio_pt, True, seq, ts, payload, pcm, now)
-            return
-        # The common packet, inlined from _send_packet (one struct call builds the header).
-        level_id = self._level_id
-        if level_id is None:
-            header = _HEADER.pack(0x80, self._audio_pt, seq, ts, self.ssrc)
-        else:
-            header = _HEADER_LEVEL.pack(
-                0x90,
-                self._audio_pt,
-                seq,
-                ts,
-                self.ssrc,
-                0xBEDE,
-                1,
-                level_id << 4,
-                self.meter.level_byte(pcm),
-                0,
-            )
-        self.packets_sent += 1
-        self._octets_sent += len(payload)
-        self._last_ts = ts
-        self._last_time = now
-        dest = self.latched or self.params.remote_rtp
-        if dest is not None:
-            self.outbox.append((header + payload, dest))
+        marker = self._first_packet  # RFC 3550 §5.1: the first packet of a talkspurt
+        self._first_packet = False
+        self._send_packet(self._audio_pt, marker, seq, ts, payload, pcm, now)
 
     def _send_packet(
         self,
