@@ -159,6 +159,14 @@ def packet_samples(payload: bytes, rate: int = 48000) -> int:
     return _check(lib, lib.opus_packet_get_nb_samples(payload, len(payload), rate), "packet")
 
 
+def _codec_info(pcm_rate: int) -> CodecInfo:
+    """The Opus CodecInfo for frames at ``pcm_rate`` (the RTP clock stays 48 kHz, RFC 7587)."""
+    if pcm_rate not in LIBOPUS_RATES:
+        raise ValueError(f"libopus runs at {LIBOPUS_RATES}, not {pcm_rate}")
+    info = CODECS["opus"]
+    return info if pcm_rate == info.pcm_rate else CodecInfo("opus", 48000, 2, pcm_rate)
+
+
 class OpusEncoder:
     """One libopus encoder producing one 20 ms packet per ``encode`` call.
 
@@ -193,13 +201,8 @@ class OpusEncoder:
         application: int = OPUS_APPLICATION_VOIP,
         channels: int = 1,
     ) -> None:
-        if pcm_rate not in LIBOPUS_RATES:
-            raise ValueError(f"libopus runs at {LIBOPUS_RATES}, not {pcm_rate}")
         lib = _load()
-        info = CODECS["opus"]
-        self.info: CodecInfo = (
-            info if pcm_rate == info.pcm_rate else CodecInfo("opus", 48000, 2, pcm_rate)
-        )
+        self.info = _codec_info(pcm_rate)
         self.pcm_rate = pcm_rate
         self.samples_per_frame = pcm_rate // 50
         err = ctypes.c_int(0)
@@ -298,15 +301,10 @@ class OpusDecoder:
     )
 
     def __init__(self, pcm_rate: int = 8000, channels: int = 1) -> None:
-        if pcm_rate not in LIBOPUS_RATES:
-            raise ValueError(f"libopus runs at {LIBOPUS_RATES}, not {pcm_rate}")
         if channels != 1:
             raise ValueError("the engine decodes Opus to mono")
         lib = _load()
-        info = CODECS["opus"]
-        self.info: CodecInfo = (
-            info if pcm_rate == info.pcm_rate else CodecInfo("opus", 48000, 2, pcm_rate)
-        )
+        self.info = _codec_info(pcm_rate)
         self.pcm_rate = pcm_rate
         self.samples_per_frame = pcm_rate // 50
         err = ctypes.c_int(0)
