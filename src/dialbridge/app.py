@@ -78,20 +78,31 @@ async def sweep_forever(services: Services, interval: float = SWEEP_INTERVAL_SEC
         await asyncio.sleep(interval)
 
 
+def calls_configured(config: Config) -> bool:
+    """SIP runs when something can call or be called: a Jigasi account or a trunk."""
+    return bool(config.users or config.trunks)
+
+
 async def serve(config: Config) -> None:
-    """Run SIP, media and HTTP until cancelled."""
+    """Run SIP, media and HTTP until cancelled. While no [[users]] or [[trunks]] are
+    configured nothing could place or take a call: then only HTTP runs (port 5060 stays free)."""
+    from contextlib import AsyncExitStack
+
     import uvicorn
 
     from dialbridge.calls.engine import open_call_engine
     from dialbridge.web import create_http_app
 
-    async with open_services(config) as services, open_call_engine(config, services) as engine:
-        services.calls = engine
-        log.info("SIP listening on %s", engine.ua.local_addresses)
-        app = create_http_app(services)
+    async with open_services(config) as services, AsyncExitStack() as stack:
+        if calls_configured(config):
+            engine = await stack.enter_async_context(open_call_engine(config, services))
+            services.calls = engine
+            log.info("SIP listening on %s", engine.ua.local_addresses)
+        else:
+            log.info("no [[users]] or [[trunks]] configured: SIP and media stay off")
         server = uvicorn.Server(
             uvicorn.Config(
-                app,
+                create_http_app(services),
                 host=config.http.host,
                 port=config.http.port,
                 log_level="info",
