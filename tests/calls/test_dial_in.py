@@ -33,6 +33,9 @@ async def test_dial_in_reaches_jigasi_with_room_and_password_headers(make_rig) -
     assert await wait_for(lambda: rig.jigasi.audio_packets_received > 50, 5)
     # The phone hears its own 1 kHz tone echoed by the meeting: audio went both ways.
     assert await wait_for(lambda: call.rtp.tone_frames > 25, 5)
+    # A dial-in is a use of the mapping: refreshed regardless of the refresh interval.
+    mapping = await rig.services.mappings.show(pin)
+    assert mapping.last_used_at > mapping.created_at
     await call.hangup()
     assert await wait_for(lambda: not rig.engine.calls, 5)
     (cdr,) = await rig.cdrs()
