@@ -61,6 +61,8 @@ async def test_counters_move_after_a_call(tmp_path: Path) -> None:
         assert moved("dialbridge_engine_events_total", event="calls_in") == 1
         assert moved("dialbridge_call_attempts_total", direction="in") == 1
         assert moved("dialbridge_call_attempts_total", direction="out") == 0
+        # The finished, bridged call reached the duration histogram (engine → METRICS.call_finished).
+        assert moved("dialbridge_call_bridged_seconds_count", direction="in") == 1
         # The SIP stack: REGISTER is before, the call's INVITE/ACK/BYE and RFC 4733 are not SIP.
         assert moved("dialbridge_sip_events_total", event="requests_in") >= 3
         # The HTTP services count themselves (the scrapes in between).

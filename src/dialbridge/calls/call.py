@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 from dialbridge.media.control import PlayMode, RtpParameters
 from dialbridge.media.dtmf import parse_dtmf_relay
+from dialbridge.metrics import METRICS
 from dialbridge.sip import sdp as sdplib
 from dialbridge.sip.ua import (
     ByeReceived,
@@ -523,6 +524,14 @@ class Call:
         verdict = await self.engine.pin_guard.verdict(self.caller_number)
         if verdict.refused:
             self.engine.metrics["pin_lockouts"] += 1
+        if verdict.refused or verdict.delay:
+            policy = self.engine.pin_guard.policy
+            caller_over = verdict.caller_failures >= (
+                policy.refuse_after if verdict.refused else policy.delay_after
+            )
+            METRICS.pin_guarded(
+                "caller" if caller_over else "global", "refuse" if verdict.refused else "delay"
+            )
         return verdict
 
     async def pin_failed(self) -> None:

@@ -38,6 +38,7 @@ from dialbridge.media.control import (
     PlaybackFinished,
     RtcpStats,
 )
+from dialbridge.metrics import METRICS
 from dialbridge.sip import sdp as sdplib
 from dialbridge.sip.security import Trunk
 from dialbridge.sip.ua import CallStateError, IncomingCall, UserAgent, UserAgentConfig
@@ -176,8 +177,10 @@ class CallEngine:
     async def _finish(self, call: Call) -> None:
         with contextlib.suppress(Exception):
             await call.hangup("scenario ended", side="dialbridge")
+        record = call.record()
+        METRICS.call_finished(record)
         try:
-            await self.cdrs.add(Cdr(**call.record()))
+            await self.cdrs.add(Cdr(**record))
         except Exception:  # the store may be down: the call is over anyway
             call.log.exception("could not write the CDR")
         finally:
