@@ -1,6 +1,6 @@
 """linphonec against the standalone server, `python -m dialbridge.sip.demo_server`, run as its own
 process (uvloop, CLI, control socket): the whole process path, not only the UserAgent API.
-linphonec registers with digest (the server's default challenge: SHA-256, then MD5), the control
+linphonec registers with digest (challenged with SHA-256, then MD5), the control
 socket's `call carol` makes the server INVITE it over the registration flow, and linphonec's log
 shows where that INVITE came from."""
 
@@ -37,6 +37,7 @@ async def test_demo_server_calls_registered_linphonec_from_its_registrar_port(
             sys.executable, "-m", "dialbridge.sip.demo_server",
             f"--{transport}", f"{LOOPBACK}:{port}", "--user", "carol:s3cr3t",
             "--domain", LOOPBACK, "--control", f"{LOOPBACK}:{control_port}", "--ring",
+            "--digest-algorithms", "SHA-256,MD5",
         ],
         log_path=peer_dir / "demo_server.log",
     )  # fmt: skip

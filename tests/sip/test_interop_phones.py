@@ -2,7 +2,7 @@
 registrar's flow (issue 3 acceptance; Jigasi accepts requests only from the address its REGISTER
 went to: jigasi-protocol.md §1.1).
 
-linphonec meets the registrar's default challenge list (SHA-256, then MD5: RFC 8760 §2.4) and
+linphonec meets a registrar configured for SHA-256, then MD5 (RFC 8760 §2.4; the default is MD5 alone) and
 answers SHA-256. baresip 1.0 cannot: its libre gives up on the whole 401 when any challenge in it
 is SHA-256, whether listed first or after MD5 ("reg: ...: Register: Function not implemented",
 measured both ways), so its registrar challenges with MD5 only. Jigasi is MD5-only as well
@@ -114,10 +114,22 @@ async def test_baresip_registers_and_is_called_back_from_the_registrar_socket(
         assert answered and answered[0].dst == (LOOPBACK, server_port)
 
 
+@pytest.fixture
+async def dialbridge_sha256(tls_certificate):
+    """The registrar offering SHA-256 first, then MD5 (RFC 8760 §2.4); the default is MD5 alone."""
+    server = DialbridgeUnderTest(tls_certificate, digest_algorithms=("SHA-256", "MD5"))
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.close()
+
+
 @pytest.mark.parametrize("transport", ["udp", "tcp", "tls"])
 async def test_linphonec_registers_and_is_called_back_from_the_registrar_socket(
-    dialbridge, linphonec_binary, tcpdump_binary, peer_dir, tls_certificate, transport
+    dialbridge_sha256, linphonec_binary, tcpdump_binary, peer_dir, tls_certificate, transport
 ):
+    dialbridge = dialbridge_sha256
     server_port = dialbridge.tls_port if transport == "tls" else dialbridge.port
     config = LinphonecConfig(
         peer_dir / "linphonec",

@@ -91,6 +91,9 @@ class DemoServer:
             users=users,
             trunks=trunks,
             min_expires=args.min_expires,
+            digest_algorithms=tuple(
+                a.strip() for a in args.digest_algorithms.split(",") if a.strip()
+            ),
             user_agent="dialbridge-demo",
             flood_rate=args.flood_rate,
             flood_burst=args.flood_rate * 4,
@@ -304,6 +307,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="source networks accepted without digest (default 127.0.0.0/8; "
                              "pass --trust none to trust nobody)")  # fmt: skip
     parser.add_argument("--min-expires", type=int, default=60)
+    parser.add_argument(
+        "--digest-algorithms",
+        default="MD5",
+        metavar="LIST",
+        help="digest algorithms challenged with, preferred first (e.g. SHA-256,MD5)",
+    )
     parser.add_argument("--ring", action="store_true", help="send 180 before answering")
     parser.add_argument("--answer-delay", type=float, default=0.0, metavar="SECONDS",
                         help="wait before answering (a CANCEL in that time is honoured)")  # fmt: skip
