@@ -14,6 +14,7 @@ lo filtered to dialbridge's port.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import pytest
 
@@ -40,14 +41,20 @@ async def call_registered(dialbridge, user: str):
     return statuses, target.flow, handle
 
 
-@pytest.fixture
-async def dialbridge_md5(tls_certificate):
-    server = DialbridgeUnderTest(tls_certificate, digest_algorithms=("MD5",))
+@contextlib.asynccontextmanager
+async def registrar(tls_certificate, algorithms: tuple[str, ...]):
+    server = DialbridgeUnderTest(tls_certificate, digest_algorithms=algorithms)
     await server.start()
     try:
         yield server
     finally:
         await server.close()
+
+
+@pytest.fixture
+async def dialbridge_md5(tls_certificate):
+    async with registrar(tls_certificate, ("MD5",)) as server:
+        yield server
 
 
 @pytest.mark.parametrize("transport", ["udp", "tcp", "tls"])
@@ -117,12 +124,8 @@ async def test_baresip_registers_and_is_called_back_from_the_registrar_socket(
 @pytest.fixture
 async def dialbridge_sha256(tls_certificate):
     """The registrar offering SHA-256 first, then MD5 (RFC 8760 §2.4); the default is MD5 alone."""
-    server = DialbridgeUnderTest(tls_certificate, digest_algorithms=("SHA-256", "MD5"))
-    await server.start()
-    try:
+    async with registrar(tls_certificate, ("SHA-256", "MD5")) as server:
         yield server
-    finally:
-        await server.close()
 
 
 @pytest.mark.parametrize("transport", ["udp", "tcp", "tls"])

@@ -958,6 +958,10 @@ class UserAgent:
                 headers: HeaderItems = (), body: bytes = b"", content_type: str | None = None,
                 reason: str | None = None) -> None:  # fmt: skip
         response = make_response(transaction.request, status, reason, to_tag=new_tag())
+        self._send_answer(transaction, response, headers, body, content_type)
+
+    def _send_answer(self, transaction: ServerTransaction, response: Response,
+                     headers: HeaderItems, body: bytes, content_type: str | None) -> None:  # fmt: skip
         for name, value in _items(headers):
             response.headers.add(name, value)
         if body:
@@ -1137,16 +1141,9 @@ class UserAgent:
     def _answer_in_dialog(self, transaction: ServerTransaction, status: int, *,
                           headers: HeaderItems = (), body: bytes = b"",
                           content_type: str | None = None) -> None:  # fmt: skip
+        # In a dialog the To tag is already there (§12.2.2): make_response copies it.
         response = make_response(transaction.request, status)
-        for name, value in _items(headers):
-            response.headers.add(name, value)
-        if body:
-            response.body = body
-            response.headers.set("Content-Type", content_type or "application/sdp")
-        try:
-            self.core.respond(transaction, response, self._now())
-        except TransactionError as exc:
-            log.warning("could not answer in-dialog %s: %s", transaction, exc)
+        self._send_answer(transaction, response, headers, body, content_type)
 
     def _dialog_ended(self, handle: DialogHandle, reason: str) -> None:
         if handle.terminated.done():
