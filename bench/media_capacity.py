@@ -232,8 +232,10 @@ async def media_main(args) -> dict:
     sent0 = sum(leg.core.packets_sent for leg in engine.legs.values())
     ticks0, late0 = engine.clock.ticks, engine.clock.late_ticks
     cpu0, wall0, tcpu0 = time.process_time(), time.monotonic(), tick_cpu[0]
+    times0 = os.times()
     await asyncio.sleep(args.seconds)
     cpu1, wall1, tcpu1 = time.process_time(), time.monotonic(), tick_cpu[0]
+    times1 = os.times()
     if profiler is not None:
         profiler.disable()
     sent1 = sum(leg.core.packets_sent for leg in engine.legs.values())
@@ -265,6 +267,9 @@ async def media_main(args) -> dict:
         "wall_s": round(wall, 2),
         "cpu_s": round(cpu, 3),
         "core_busy_pct": round(100 * cpu / wall, 1),
+        # Kernel time (system calls, the loopback network path) against our own code.
+        "user_cpu_s": round(times1.user - times0.user, 3),
+        "system_cpu_s": round(times1.system - times0.system, 3),
         "cpu_us_per_call_second": round(us_per_call_second, 1),
         "calls_per_core_at_100pct": round(1e6 / us_per_call_second, 1),
         "tick_cpu_us_per_call_tick": round(in_ticks / max(ticks, 1) / args.calls * 1e6, 1),

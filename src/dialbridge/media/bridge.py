@@ -26,7 +26,16 @@ Per direction (named by the *source* leg, "audio from A to B"):
   delayed by ``tone_lookback`` frames, and every queued frame is blanked while the detector
   hears a tone, so the digits a caller types do not sound in the conference.
 
-Sans-IO like the sessions: ``tick(now)`` only moves frames between cores.
+**C data plane.** When both legs run on the C data plane (dataplane.py: native playout on
+the source, native encoder and meter on the destination, whose RTP socket the engine hands
+to C), a direction with nothing special going on -- not relayed, no in-band detector, no
+prompt playing and no RFC 4733 event being sent on the destination -- is ticked by
+``_dataplane.tick_plain``: the same mix, mute, encode, RFC 6464 byte and send as below, in
+C. The moment one of those conditions changes, the direction is back on the Python path,
+on the same session state.
+
+Sans-IO like the sessions: ``tick(now)`` only moves frames between cores (the native path
+sends on the destination's socket itself).
 """
 
 from __future__ import annotations
@@ -63,6 +72,7 @@ class _Direction:
         "delay",
         "lookback",
         "relay_capable",
+        "native_tick",
         "_params",
         "_tone_lookback",
     )
@@ -75,6 +85,7 @@ class _Direction:
         self.lookback = lookback if source._inband is not None else 0
         self.delay: deque[np.ndarray | None] = deque()
         self.relay_capable = can_relay(source, sink)
+        self.native_tick = _native_tick(source, sink)
         self._params = (source.params, sink.params)
 
     def check_parameters(self) -> None:
@@ -82,6 +93,7 @@ class _Direction:
         if self._params[0] is not self.source.params or self._params[1] is not self.sink.params:
             self._params = (self.source.params, self.sink.params)
             self.relay_capable = can_relay(self.source, self.sink)
+            self.native_tick = _native_tick(self.source, self.sink)
             self.source.relay_to = None
             self.lookback = self._tone_lookback if self.source._inband is not None else 0
 
@@ -151,6 +163,13 @@ class Bridge:
                 sink.relay_tick(now)
             elif direction.lookback or source._inband is not None:
                 sink.send_audio(direction.forward(now), now)
+            elif (
+                direction.native_tick is not None
+                and sink.rtp_fd is not None
+                and not sink.player._queue
+                and (sink._dtmf_tx is None or not sink._dtmf_tx.busy)
+            ):  # the common transcoding direction, in C (see the module docstring)
+                direction.native_tick(source, sink, sink.rtp_fd, direction.muted, now)
             else:  # the common transcoding direction, forward() inlined
                 frame = source.mixer.mix(now)  # pull_audio without a detector
                 sink.send_audio(frame.pcm if frame.active and not direction.muted else None, now)
@@ -159,6 +178,22 @@ class Bridge:
         """Stop relaying (the legs go on alone)."""
         self.a.relay_to = None
         self.b.relay_to = None
+
+
+def _native_tick(source: MediaSession, sink: MediaSession):
+    """``_dataplane.tick_plain`` when this direction can run in C at all (both ends on the
+    data plane), else None. Per-tick conditions (prompt, DTMF sending) are checked by tick()."""
+    native = source._native
+    if (
+        native is None
+        or sink._native is not native
+        or source.native_codec is None
+        or sink.native_codec is None
+        or source._inband is not None
+        or not isinstance(sink.meter, native.AudioLevelMeter)
+    ):
+        return None
+    return native.tick_plain
 
 
 def tick_alone(session: MediaSession, now: float) -> None:

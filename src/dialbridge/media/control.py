@@ -35,13 +35,16 @@ bridged pair by its :class:`~dialbridge.media.bridge.Bridge`, a lone leg (IVR) b
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
+import socket
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from dialbridge.media.bridge import Bridge, tick_alone
+from dialbridge.media.dataplane import native as native_dataplane
 from dialbridge.media.playback import (
     TONES,
     Pause,
@@ -213,6 +216,31 @@ class _Leg:
         self.pending: list[Play] = []  # plays asked for before media started
 
 
+class _NativeRtpSocket:
+    """The RTP socket of a leg whose datagrams the C data plane reads once per tick
+    (``_dataplane.drain``) instead of the event loop; quacks like an ``RtpEndpoint`` for the
+    engine (``session``, ``transport.sendto``, ``transport.close``)."""
+
+    __slots__ = ("sock", "fd", "session")
+
+    def __init__(self, sock: socket.socket, native) -> None:
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.session: MediaSession | None = None
+        native.enable_timestamps(self.fd)  # kernel arrival times for the jitter estimate
+
+    @property
+    def transport(self) -> _NativeRtpSocket:
+        return self
+
+    def sendto(self, data: bytes, addr: tuple) -> None:
+        with contextlib.suppress(OSError):  # a full buffer or unreachable peer loses it
+            self.sock.sendto(data, addr)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
 class _Unconfigured:
     """Stand-in core for a leg whose remote description has not arrived: drops datagrams."""
 
@@ -236,10 +264,15 @@ class MediaEngine:
         rtcp_interval: float = 5.0,
         session_options: dict | None = None,
         loop: asyncio.AbstractEventLoop | None = None,
+        native: bool = True,
     ) -> None:
         self.host = host
+        # The C data plane (dataplane.py) when built and not turned off: it reads the RTP
+        # sockets once per tick and runs bridged calls' steady state; None = all Python.
+        self.native = native_dataplane() if native else None
         self.rtcp_interval = rtcp_interval
-        self.session_options = session_options or {}
+        self.session_options = dict(session_options or {})
+        self.session_options.setdefault("native", self.native is not None)
         self.ports = PortAllocator(port_low, port_high, rtcp_mux=rtcp_mux)
         self.media_timeout = media_timeout
         self.loop = loop or asyncio.get_running_loop()
@@ -277,9 +310,12 @@ class MediaEngine:
         port, rtp_sock, rtcp_sock = bind_rtp_sockets(self.ports, self.host)
         leg = _Leg(cmd.session_id, port, cmd.media_timeout or self.media_timeout)
         placeholder = _Unconfigured()
-        _, leg.rtp = await self.loop.create_datagram_endpoint(
-            lambda: RtpEndpoint(placeholder, rtcp=False, time=self.loop.time), sock=rtp_sock
-        )
+        if self.native is not None:
+            leg.rtp = _NativeRtpSocket(rtp_sock, self.native)
+        else:
+            _, leg.rtp = await self.loop.create_datagram_endpoint(
+                lambda: RtpEndpoint(placeholder, rtcp=False, time=self.loop.time), sock=rtp_sock
+            )
         if rtcp_sock is not None:
             _, leg.rtcp = await self.loop.create_datagram_endpoint(
                 lambda: RtpEndpoint(placeholder, rtcp=True, time=self.loop.time), sock=rtcp_sock
@@ -303,6 +339,8 @@ class MediaEngine:
                 **self.session_options,
             )
             leg.rtp.session = leg.core
+            if isinstance(leg.rtp, _NativeRtpSocket) and leg.core._native is not None:
+                leg.core.rtp_fd = leg.rtp.fd  # C may send this leg's RTP itself
             if leg.rtcp is not None:
                 leg.rtcp.session = leg.core
             for play in leg.pending:
@@ -404,7 +442,26 @@ class MediaEngine:
 
     # -- the tick --------------------------------------------------------------------------
 
+    def _drain(self, now: float) -> None:
+        """Read every RTP socket (C data plane): the common packets go straight into the
+        native playouts, the rest to the Python receive path with their arrival time."""
+        legs = [(leg.rtp.fd, leg.core) for leg in self.legs.values() if leg.rtp is not None]
+        try:
+            rest = self.native.drain(legs, now, time.time())
+        except Exception:  # a bug must not stop the clock; the packets of this tick are lost
+            self.tick_errors += 1
+            log.exception("media drain failed")
+            return
+        for core, data, addr, arrival in rest:
+            try:
+                core.receive_rtp(data, addr, arrival)
+            except Exception:
+                self.tick_errors += 1
+                log.exception("media receive failed for session %s", core.session_id)
+
     def _tick(self, now: float) -> None:
+        if self.native is not None:
+            self._drain(now)
         bridges = self.bridges
         for leg in self.legs.values():
             core = leg.core

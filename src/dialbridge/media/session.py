@@ -54,6 +54,7 @@ import numpy as np
 
 from dialbridge.media import rtcp
 from dialbridge.media.codecs import CODECS, create_decoder, create_encoder
+from dialbridge.media.dataplane import native as native_dataplane
 from dialbridge.media.dtmf import (
     DigitEvent,
     DigitStarted,
@@ -213,8 +214,15 @@ class MediaSession:
         relatch_after: float = 2.0,
         cname: str = "dialbridge",
         rng: random.Random | None = None,
+        native: bool = False,
     ) -> None:
         self.session_id = session_id
+        # The C data plane (dataplane.py), when asked for and built: the playout and the
+        # level meter are then its objects, and the engine may run this leg's steady state
+        # there (drain / tick_plain read and write the attributes of this object).
+        self._native = native_dataplane() if native else None
+        self.native_codec: int | None = None  # the C codec id while the playout is native
+        self.rtp_fd: int | None = None  # set by the engine when C reads and sends our RTP
         self.rng = rng or random.Random()
         self.wallclock_offset = wallclock_offset
         self.media_timeout = media_timeout
@@ -226,7 +234,7 @@ class MediaSession:
         self.rtcp_outbox: list[tuple[bytes, Address]] = []
         self.events: list[object] = []
         self.player = Player(session_id)
-        self.meter = AudioLevelMeter()
+        self.meter = AudioLevelMeter() if self._native is None else self._native.AudioLevelMeter()
         self.ssrc = self.rng.getrandbits(32)
         self._seq = self.rng.getrandbits(16)
         self._ts = self.rng.getrandbits(32)
@@ -266,14 +274,26 @@ class MediaSession:
             raise ValueError(f"no audio codec {params.codec!r}")
         self.codec = info
         self.encoder = create_encoder(info.name, **encoder_options(info.name, params))
-        playout = SingleStreamPlayout if params.max_streams == 1 else Mixer
-        opts = {} if params.max_streams == 1 else {"max_streams": params.max_streams}
-        self.mixer = playout(
-            lambda: create_decoder(info.name),
-            clock_rate=info.clock_rate,
-            frame_samples=info.rtp_samples_per_frame,
-            **opts,
-        )
+        native = self._native
+        self.native_codec = None if native is None else native.codec_id(info.name)
+        if self.native_codec is not None and info.pcm_rate == 8000:
+            self.mixer = native.Playout(
+                info.name,
+                single=params.max_streams == 1,
+                clock_rate=info.clock_rate,
+                frame_samples=info.rtp_samples_per_frame,
+                max_streams=max(1, params.max_streams),
+            )
+        else:
+            self.native_codec = None
+            playout = SingleStreamPlayout if params.max_streams == 1 else Mixer
+            opts = {} if params.max_streams == 1 else {"max_streams": params.max_streams}
+            self.mixer = playout(
+                lambda: create_decoder(info.name),
+                clock_rate=info.clock_rate,
+                frame_samples=info.rtp_samples_per_frame,
+                **opts,
+            )
         self._push = self.mixer.push_payload
         self.sender_stats.clock_rate = info.clock_rate
         self._ts_step = info.rtp_samples_per_frame
@@ -532,12 +552,19 @@ class MediaSession:
             # saves the encoder's 30-50 µs per tick; the encoder simply resumes afterwards.
             payload = self._silence_payload
             if payload is None:
-                payload = self._silence_payload = _silence_payload(self.codec.name, self.params)
+                payload = self.comfort_payload()
         else:
             payload = self.encoder.encode(_SILENCE if pcm is None else pcm)
         marker = self._first_packet  # RFC 3550 §5.1: the first packet of a talkspurt
         self._first_packet = False
         self._send_packet(self._audio_pt, marker, seq, ts, payload, pcm, now)
+
+    def comfort_payload(self) -> bytes:
+        """The cached payload sent as comfort silence (encoded once per codec setting)."""
+        payload = self._silence_payload
+        if payload is None:
+            payload = self._silence_payload = _silence_payload(self.codec.name, self.params)
+        return payload
 
     def _send_packet(
         self,
