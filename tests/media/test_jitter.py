@@ -1,13 +1,35 @@
-"""Jitter buffer behaviour under a simulated network, driven by a fake clock (no sleeping)."""
+"""Jitter buffer behaviour under a simulated network, driven by a fake clock (no sleeping).
+
+Every test runs against both implementations: the reference ``media.jitter.JitterBuffer`` and
+its C port ``media._dataplane.JitterBuffer`` (skipped only when the extension is not built).
+"""
 
 from __future__ import annotations
 
 import random
 
 import numpy as np
+import pytest
 
 from dialbridge.media.jitter import FrameKind, JitterBuffer
 from dialbridge.media.rtp import RtpPacket
+
+try:
+    from dialbridge.media._dataplane import JitterBuffer as NativeJitterBuffer
+except ImportError as exc:  # the C data plane is optional (setup.py build_ext)
+    NativeJitterBuffer = None
+    NATIVE_MISSING = f"dialbridge.media._dataplane is not built ({exc})"
+
+
+@pytest.fixture(params=["python", "native"])
+def jb_class(request):
+    """The jitter buffer class under test: the Python reference, then its C port."""
+    if request.param == "python":
+        return JitterBuffer
+    if NativeJitterBuffer is None:
+        pytest.skip(NATIVE_MISSING)
+    return NativeJitterBuffer
+
 
 SPF = 160  # RTP units per 20 ms at 8 kHz
 TICK = 0.020
@@ -41,9 +63,9 @@ def packet(k: int, *, ssrc: int = 0x1234, seq0: int = 0, ts0: int = 0) -> RtpPac
     )
 
 
-def new_buffer(**kw) -> tuple[JitterBuffer, IndexDecoder]:
+def new_buffer(jb_class, **kw) -> tuple[JitterBuffer, IndexDecoder]:
     dec = IndexDecoder()
-    return JitterBuffer(dec, clock_rate=8000, frame_samples=SPF, **kw), dec
+    return jb_class(dec, clock_rate=8000, frame_samples=SPF, **kw), dec
 
 
 def run_network(
@@ -82,8 +104,8 @@ def run_network(
     return out
 
 
-def test_in_order_stream_plays_every_packet_once_in_order():
-    jb, _ = new_buffer()
+def test_in_order_stream_plays_every_packet_once_in_order(jb_class):
+    jb, _ = new_buffer(jb_class)
     out = run_network(jb, seconds=4)
     played = [int(f.pcm[0]) for _, f in out if f.kind is FrameKind.AUDIO]
     assert played == list(range(played[0], played[0] + len(played)))
@@ -91,8 +113,10 @@ def test_in_order_stream_plays_every_packet_once_in_order():
     assert jb.stats.concealed == 0 and jb.stats.late == 0
 
 
-def test_lossy_reordered_duplicated_stream_plays_continuously_without_drift_for_ten_minutes():
-    jb, dec = new_buffer()
+def test_lossy_reordered_duplicated_stream_plays_continuously_without_drift_for_ten_minutes(
+    jb_class,
+):
+    jb, dec = new_buffer(jb_class)
     out = run_network(jb, seconds=600, loss=0.05, dup=0.02, jitter=0.060)
     frames = [f for _, f in out]
     assert len(frames) == 30_000
@@ -112,9 +136,9 @@ def test_lossy_reordered_duplicated_stream_plays_continuously_without_drift_for_
     assert jb.stats.played > 0.93 * 30_000
 
 
-def test_sender_clock_skew_is_absorbed_by_dropping_or_inserting_frames():
+def test_sender_clock_skew_is_absorbed_by_dropping_or_inserting_frames(jb_class):
     for skew in (1.001, 0.999):  # sender 0.1 % slower, then faster, than our tick
-        jb, _ = new_buffer()
+        jb, _ = new_buffer(jb_class)
         out = run_network(jb, seconds=600, jitter=0.010, skew=skew)
         delays = [now - int(f.pcm[0]) * TICK * skew for now, f in out if f.kind is FrameKind.AUDIO]
         assert abs(np.median(delays[-500:]) - np.median(delays[500:1000])) < 0.045, skew
@@ -123,18 +147,18 @@ def test_sender_clock_skew_is_absorbed_by_dropping_or_inserting_frames():
         assert adjustments >= 20  # 0.6 s of skew in 10 minutes = 30 frames
 
 
-def test_depth_grows_with_interarrival_jitter():
-    calm, _ = new_buffer()
+def test_depth_grows_with_interarrival_jitter(jb_class):
+    calm, _ = new_buffer(jb_class)
     run_network(calm, seconds=20, jitter=0.002)
-    rough, _ = new_buffer()
+    rough, _ = new_buffer(jb_class)
     run_network(rough, seconds=20, jitter=0.120)
     assert calm.target_frames == calm.min_frames
     assert rough.target_frames > calm.target_frames + 2
     assert rough.target_frames <= rough.max_frames
 
 
-def test_missing_packet_is_concealed_with_the_next_payload_for_fec():
-    jb, dec = new_buffer()
+def test_missing_packet_is_concealed_with_the_next_payload_for_fec(jb_class):
+    jb, dec = new_buffer(jb_class)
     now = 0.0
     for k in range(10):
         if k != 5:
@@ -145,8 +169,8 @@ def test_missing_packet_is_concealed_with_the_next_payload_for_fec():
     assert dec.conceal_calls == [(6).to_bytes(4, "big")]
 
 
-def test_dtx_gap_with_consecutive_sequence_numbers_is_silence_not_plc():
-    jb, dec = new_buffer()
+def test_dtx_gap_with_consecutive_sequence_numbers_is_silence_not_plc(jb_class):
+    jb, dec = new_buffer(jb_class)
     # Five frames of speech, then the sender's DTX skips 10 frames of timestamps (seq +1);
     # the first packet after the gap is already buffered when the gap reaches playout.
     for k in range(5):
@@ -161,8 +185,8 @@ def test_dtx_gap_with_consecutive_sequence_numbers_is_silence_not_plc():
     assert dec.conceal_calls == []
 
 
-def test_sender_going_quiet_gives_a_few_plc_frames_then_silence():
-    jb, _ = new_buffer(max_plc_frames=3)
+def test_sender_going_quiet_gives_a_few_plc_frames_then_silence(jb_class):
+    jb, _ = new_buffer(jb_class, max_plc_frames=3)
     for k in range(5):
         jb.push(packet(k), k * TICK)
     kinds = [jb.pop(n * TICK + 0.001).kind for n in range(1, 20)]
@@ -170,16 +194,16 @@ def test_sender_going_quiet_gives_a_few_plc_frames_then_silence():
     assert kinds[-1] is FrameKind.SILENCE
 
 
-def test_sequence_and_timestamp_wrap_around_play_in_order():
-    jb, _ = new_buffer()
+def test_sequence_and_timestamp_wrap_around_play_in_order(jb_class):
+    jb, _ = new_buffer(jb_class)
     out = run_network(jb, seconds=3, seq0=0xFFF0, ts0=0xFFFFFFFF - 50 * SPF, jitter=0.03)
     played = [int(f.pcm[0]) for _, f in out if f.kind is FrameKind.AUDIO]
     assert len(played) > 130
     assert all(b > a for a, b in zip(played, played[1:], strict=False))
 
 
-def test_ssrc_change_restarts_the_stream():
-    jb, _ = new_buffer()
+def test_ssrc_change_restarts_the_stream(jb_class):
+    jb, _ = new_buffer(jb_class)
     for k in range(20):
         jb.push(packet(k, ssrc=1), k * TICK)
     for n in range(1, 12):
@@ -195,8 +219,8 @@ def test_ssrc_change_restarts_the_stream():
     assert played[:3] == [1000, 1001, 1002]
 
 
-def test_timestamp_jump_on_the_same_ssrc_resyncs_instead_of_stalling():
-    jb, _ = new_buffer()
+def test_timestamp_jump_on_the_same_ssrc_resyncs_instead_of_stalling(jb_class):
+    jb, _ = new_buffer(jb_class)
     for k in range(20):
         jb.push(packet(k), k * TICK)
         jb.pop(k * TICK + 0.001)
@@ -211,8 +235,8 @@ def test_timestamp_jump_on_the_same_ssrc_resyncs_instead_of_stalling():
     assert sum(f.kind is FrameKind.AUDIO for f in got) >= 17
 
 
-def test_empty_hole_punch_packets_and_duplicates_are_dropped():
-    jb, _ = new_buffer()
+def test_empty_hole_punch_packets_and_duplicates_are_dropped(jb_class):
+    jb, _ = new_buffer(jb_class)
     punch = packet(0)
     punch.payload = b""
     assert jb.push(punch, 0.0) is False
@@ -221,8 +245,8 @@ def test_empty_hole_punch_packets_and_duplicates_are_dropped():
     assert jb.stats.empty == 1 and jb.stats.duplicates == 1
 
 
-def test_pop_without_decode_advances_playout_and_peek_reports_the_level():
-    jb, _ = new_buffer()
+def test_pop_without_decode_advances_playout_and_peek_reports_the_level(jb_class):
+    jb, _ = new_buffer(jb_class)
     for k in range(6):
         jb.push(packet(k), k * TICK, level=30 + k)
     frames = [jb.pop(n * TICK + 0.001, decode=False) for n in range(1, 4)]
@@ -240,10 +264,10 @@ class PcmuLikeDecoder:
         return np.full(160, -1, np.int16)
 
 
-def test_packets_of_30_and_10_ms_are_cut_into_20_ms_frames_in_order():
+def test_packets_of_30_and_10_ms_are_cut_into_20_ms_frames_in_order(jb_class):
     for ptime in (30, 10, 40):
         n = 8 * ptime  # samples per packet at 8 kHz
-        jb = JitterBuffer(PcmuLikeDecoder(), clock_rate=8000, frame_samples=SPF)
+        jb = jb_class(PcmuLikeDecoder(), clock_rate=8000, frame_samples=SPF)
         sent = np.arange(n * 60) % 251  # a ramp, so every sample is identifiable
         out = []
         arrivals = [(k * ptime / 1000, k) for k in range(60)]
