@@ -8,18 +8,25 @@
  * allocation happens per packet.
  *
  * Differences from jitter.py, all on inputs jitter.py cannot take or that never occur in a
- * working call (see docs/media-engine.md, "Data plane"):
- *   - a payload longer than DP_MAX_PAYLOAD is dropped and counted as `empty`;
- *   - a packet that finds the buffer full (JB_CAPACITY packets) is dropped and counted as
- *     `late` (jitter.py's dict has no bound);
- *   - a decoder result longer than DP_MAX_PCM samples (or < 0) counts as a corrupt payload;
- *   - a non-finite `now` does not update the jitter estimate (jitter.py would turn it into
- *     NaN and raise in target_frames); target depths are clamped instead of overflowing;
- *   - pops always yield exactly pcm_samples samples (jitter.py could return a shorter array
- *     only for parameter sets where frame_samples / pcm_samples is not an integer);
- *   - a negative piece length (only possible when a decoder returns more audio than the
- *     timestamps leave room for) gives no samples instead of raising, and one pop assembles
- *     at most JB_MAX_PIECES pieces.
+ * working call (tests/media/test_jitter_native.py compares the two frame by frame):
+ *   - a payload longer than DP_MAX_PAYLOAD is dropped and counted as `empty`, before the
+ *     SSRC/timestamp checks (jitter.py queues it);
+ *   - a packet that finds the buffer full (JB_CAPACITY packets queued) is dropped and counted
+ *     as `late` (jitter.py's dict has no bound);
+ *   - a decoder result of more than DP_MAX_PCM samples (or < 0) is a corrupt payload:
+ *     concealed as when decode() raises;
+ *   - a non-finite `now` leaves the jitter estimate alone (jitter.py turns it into NaN and
+ *     then raises in target_frames); depths are clamped instead of overflowing;
+ *   - a pop always yields exactly pcm_samples samples (jitter.py can return fewer only when
+ *     frame_samples / pcm_samples is not an integer);
+ *   - silence of negative length (reachable only after playout skipped packets, see
+ *     WHOLE_CAP) is empty instead of raising ValueError; a pop gives up assembling after
+ *     JB_MAX_PIECES pieces (a hang guard: jitter.py never needs that many).
+ *
+ * Python type: _dataplane.JitterBuffer (bottom of this file) has jitter.JitterBuffer's API;
+ * its decoder is any Python object with decode()/conceal(). `stats` is a new JitterStats
+ * snapshot on each access (jitter.py's is the live object). dp_jb_from_object() gives C code
+ * the dp_jb of such an object.
  */
 #include "dataplane.h"
 
@@ -39,8 +46,7 @@
 #define KIND_NONE (-1)
 /* Samples one pop may assemble. In a working stream that is at most a carry plus one packet
  * (2 * DP_MAX_PCM); jitter.py can replay every buffered packet in one pop when playout went
- * backwards over packets it skipped (see docs/media-engine.md), so the buffer is sized for
- * that too. It is malloc'ed untouched: only the pages actually written are ever committed. */
+ * backwards over packets it skipped (see units_after), so the buffer is sized for that too. It is malloc'ed untouched: only the pages actually written are ever committed. */
 #define WHOLE_CAP ((2 * JB_CAPACITY + 8) * DP_MAX_PCM)
 
 typedef struct {
@@ -542,7 +548,10 @@ static jb_piece conceal_or_silence(dp_jb *jb, int decode, const uint8_t *next, i
     return p;
 }
 
-/* _units_after: duration of the packet at ts without decoding it (up to the next one). */
+/* _units_after: duration of the packet at ts without decoding it (up to the next one).
+ * Kept as jitter.py has it: for packets shorter than 20 ms (ptime 10) the `ts + spf` test
+ * steps over the packet in between, which stays queued behind playout; a later gap then
+ * sends playout back to it (negative piece lengths, handled as jitter.py does). */
 static int64_t units_after(const dp_jb *jb, int64_t ts)
 {
     int64_t gap;
@@ -1384,6 +1393,20 @@ static PyType_Spec JB_spec = {
     JB_slots,
 };
 
+static PyObject *JB_type; /* the type object, for dp_jb_from_object */
+
+/* The dp_jb behind a _dataplane.JitterBuffer (borrowed: lives as long as the object), or
+ * NULL with TypeError set when `obj` is something else. For module.c / mixer.c:
+ *     dp_jb *dp_jb_from_object(PyObject *obj);                                           */
+dp_jb *dp_jb_from_object(PyObject *obj)
+{
+    if (JB_type == NULL || !PyObject_TypeCheck(obj, (PyTypeObject *)JB_type)) {
+        PyErr_SetString(PyExc_TypeError, "expected a _dataplane.JitterBuffer");
+        return NULL;
+    }
+    return ((DpJitterBufferObject *)obj)->jb;
+}
+
 int dp_jb_add_type(PyObject *module)
 {
     PyObject *type;
@@ -1401,6 +1424,7 @@ int dp_jb_add_type(PyObject *module)
     type = PyType_FromSpec(&JB_spec);
     if (type == NULL)
         return -1;
+    Py_XSETREF(JB_type, Py_NewRef(type));
     if (PyModule_AddObject(module, "JitterBuffer", type) < 0) {
         Py_DECREF(type);
         return -1;
