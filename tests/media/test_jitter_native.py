@@ -404,3 +404,24 @@ def test_push_reads_the_rtp_packet_fields():
     assert jb.push(RtpPacket(0, 65535, 0xFFFFFFFF, 0x12345678, b"\x14"), 1.5) is False
     assert jb.ssrc == 0x12345678 and jb.last_arrival == 1.5
     assert jb.peek_level(1.5 + 0.1) == 33
+
+
+def test_overlapping_timestamps_from_the_network_play_on_without_raising():
+    """20 ms packets whose timestamps advance by only 100 units leave packets behind playout;
+    jitter.py then raises ValueError (negative silence length) when max_plc_frames is 0. The C
+    buffer plays on."""
+
+    class Zeros:
+        def decode(self, payload):
+            return np.zeros(160, np.int16)
+
+        def conceal(self, next_payload=None):
+            return np.zeros(160, np.int16)
+
+    jb = native.JitterBuffer(Zeros(), clock_rate=8000, frame_samples=160, max_plc_frames=0)
+    for k in range(6):
+        jb.push_payload(1, k, k * 100, b"x", 0.0)
+    jb.push_payload(1, 9, 2000, b"x", 0.0)
+    frames = [jb.pop(0.1 + n * TICK) for n in range(12)]
+    assert all(f.pcm.shape == (160,) for f in frames)
+    assert jb.stats.played >= 6  # the overlapping packets, even those left behind playout
