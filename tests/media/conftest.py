@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import wave
@@ -154,3 +155,41 @@ def music_8k() -> np.ndarray:
     x = np.concatenate(pieces)
     x = x / np.max(np.abs(x)) * 12000
     return x.astype(np.int16)[: len(x) // 160 * 160]
+
+
+# -- the C data plane (dialbridge.media._dataplane) -------------------------------------------
+
+REQUIRE_NATIVE_ENV = "DIALBRIDGE_REQUIRE_NATIVE"
+
+
+def native_dataplane_or_skip():
+    """The configured C data plane module; skips when it is not built (or turned off with
+    DIALBRIDGE_MEDIA_NATIVE=0), and fails instead when DIALBRIDGE_REQUIRE_NATIVE=1 (CI): a
+    silent fallback to the Python path must not pass there."""
+    from dialbridge.media.dataplane import native
+
+    module = native()
+    if module is None:
+        reason = (
+            "the C data plane dialbridge.media._dataplane is not importable (build it with "
+            "`python setup.py build_ext --inplace`) or DIALBRIDGE_MEDIA_NATIVE=0 turns it off"
+        )
+        if os.environ.get(REQUIRE_NATIVE_ENV) == "1":
+            pytest.fail(f"{reason}, but {REQUIRE_NATIVE_ENV}=1")
+        pytest.skip(reason)
+    return module
+
+
+@pytest.fixture
+def dataplane():
+    """The C data plane module (skip or fail as :func:`native_dataplane_or_skip`)."""
+    return native_dataplane_or_skip()
+
+
+@pytest.fixture(params=["python", "native"])
+def engine_native(request: pytest.FixtureRequest) -> bool:
+    """Run a test once on the pure-Python media path and once on the C data plane
+    (``MediaEngine(native=...)`` / ``MediaSession(native=...)``)."""
+    if request.param == "native":
+        native_dataplane_or_skip()
+    return request.param == "native"

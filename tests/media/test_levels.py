@@ -141,3 +141,77 @@ def test_line_noise_after_digital_silence_is_learnt_within_3_seconds():
     noise = (rng.normal(size=(300, 160)) * 80).astype(np.int16)  # about -52 dBov
     out = [meter.measure(f) for f in noise]
     assert not any(a.voice for a in out[150:])
+
+
+# -- the C port (_dataplane.AudioLevelMeter) ---------------------------------------------------
+
+
+def random_frames(seed: int, count: int, speech: np.ndarray | None = None):
+    """A long random mix of what a send path meters: speech-like bursts (modulated
+    harmonics), steady and changing noise, digital silence, ``None`` (comfort silence),
+    very quiet and clipped frames, and real speech when given."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(160) / RATE
+    kinds = ["speech", "noise", "silence", "none", "quiet", "loud", "real"]
+    out: list[np.ndarray | None] = []
+    noise_rms = 300.0
+    k = 0
+    while len(out) < count:
+        kind = kinds[rng.integers(0, len(kinds))]
+        run = int(rng.integers(1, 40))
+        for _ in range(run):
+            k += 1
+            if kind == "speech":
+                f0 = rng.uniform(90, 260)
+                env = abs(np.sin(2 * np.pi * 4 * k * 0.02)) * rng.uniform(500, 20000)
+                x = sum(np.sin(2 * np.pi * f0 * h * t + rng.uniform(0, 6)) / h for h in range(1, 6))
+                frame = env * x + rng.normal(0, noise_rms, 160)
+            elif kind == "noise":
+                noise_rms *= rng.uniform(0.9, 1.1)
+                frame = rng.normal(0, noise_rms, 160)
+            elif kind == "quiet":
+                frame = rng.integers(-2, 3, 160)
+            elif kind == "loud":
+                frame = rng.uniform(-40000, 40000, 160)
+            elif kind == "real" and speech is not None:
+                start = int(rng.integers(0, len(speech) // 160)) * 160
+                frame = speech[start : start + 160]
+            else:
+                frame = None if kind == "none" else np.zeros(160)
+            out.append(
+                None if frame is None else np.clip(np.round(frame), -32768, 32767).astype(np.int16)
+            )
+    return out[:count]
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"max_level": 127}, {"margin_db": 6.0, "hangover_frames": 3, "floor_rise_db": 0.3}],
+    ids=["defaults", "max_level_127", "tuned"],
+)
+def test_native_meter_gives_the_same_bytes_as_the_python_meter(options, speech_8k):
+    from tests.media.conftest import native_dataplane_or_skip
+
+    dataplane = native_dataplane_or_skip()
+    python, native = AudioLevelMeter(**options), dataplane.AudioLevelMeter(**options)
+    frames = random_frames(21, 20000, speech_8k)
+    voiced = 0
+    for i, frame in enumerate(frames):
+        expected = python.level_byte(frame)
+        assert native.level_byte(frame) == expected, (i, None if frame is None else dbov(frame))
+        assert native.noise_floor_dbov == pytest.approx(python.noise_floor_dbov, abs=1e-3), i
+        voiced += expected >> 7
+    assert 0.2 * len(frames) < voiced < 0.8 * len(frames)  # both flag states were exercised
+    # measure_byte with the edge values: digital silence, NaN, beyond full scale.
+    for value in (-math.inf, float("nan"), 3.0, -127.0, -126.5, -0.5, -20.5, -21.5):
+        assert native.measure_byte(value) == python.measure_byte(value), value
+
+
+def test_native_meter_rejects_a_level_outside_the_rfc_6464_range():
+    from tests.media.conftest import native_dataplane_or_skip
+
+    dataplane = native_dataplane_or_skip()
+    with pytest.raises(ValueError):
+        dataplane.AudioLevelMeter(max_level=128)
+    with pytest.raises(TypeError):
+        dataplane.AudioLevelMeter().level_byte(np.zeros(160, np.float32))

@@ -1,4 +1,9 @@
-"""Media sessions over real loopback UDP sockets, driven through the control seam."""
+"""Media sessions over real loopback UDP sockets, driven through the control seam.
+
+Every engine test runs twice (the ``engine_native`` fixture of conftest.py): on the pure-Python
+path and on the C data plane (``MediaEngine(native=True)``: RTP sockets drained by C, bridged
+directions ticked by ``_dataplane.tick_plain``).
+"""
 
 from __future__ import annotations
 
@@ -101,9 +106,11 @@ async def run_for(seconds: float, *peers: Peer, each_tick=None) -> None:
 
 
 @pytest.fixture
-async def media():
-    engine = MediaEngine(port_low=32000, port_high=32999, rtcp_interval=0.5)
+async def media(engine_native: bool):
+    engine = MediaEngine(port_low=32000, port_high=32999, rtcp_interval=0.5, native=engine_native)
+    assert (engine.native is not None) == engine_native
     control = MediaControl(engine)
+    control.engine = engine
     events: list = []
     control.subscribe(events.append)
     control.events_seen = events
@@ -295,11 +302,11 @@ async def test_commands_on_unknown_sessions_are_local_errors(media):
         await media.play("x", tone="no-such-tone")
 
 
-async def test_runs_under_uvloop():
+async def test_runs_under_uvloop(engine_native):
     uvloop = pytest.importorskip("uvloop")
 
     async def scenario() -> int:
-        engine = MediaEngine(port_low=33000, port_high=33099)
+        engine = MediaEngine(port_low=33000, port_high=33099, native=engine_native)
         control = MediaControl(engine)
         peer = Peer()
         await control.create_session("a")
@@ -319,11 +326,15 @@ async def test_runs_under_uvloop():
     assert got >= 15
 
 
-def test_rtcp_statistics_count_lost_packets_per_source():
+def test_rtcp_statistics_count_lost_packets_per_source(engine_native):
     from dialbridge.media.session import MediaSession
 
     leg = MediaSession(
-        "t", RtpParameters("PCMU", 0, remote_rtp=(LOCAL, 4000)), now=0.0, rtcp_interval=100.0
+        "t",
+        RtpParameters("PCMU", 0, remote_rtp=(LOCAL, 4000)),
+        now=0.0,
+        rtcp_interval=100.0,
+        native=engine_native,
     )
     enc = create_encoder("PCMU")
     silence = enc.encode(np.zeros(160, np.int16))
@@ -370,3 +381,58 @@ async def test_a_new_remote_description_switches_codec_mid_call(media):
     ssrcs = {RtpPacket.parse(d).ssrc for d in peer.received}
     assert pts == {111} and len(ssrcs) == 1
     peer.close()
+
+
+async def test_a_bridged_call_runs_on_the_c_data_plane_when_it_is_built(media, engine_native):
+    """The native parameter really exercises C: the playouts are ``_dataplane.Playout``, the
+    RTP sockets are read by ``drain`` (the audio never reaches ``receive_rtp``) and the bridged
+    directions are sent by ``tick_plain`` (``send_audio`` is not called once settled)."""
+    engine = media.engine
+    trunk_peer, jigasi_peer = Peer(), Peer()
+    trunk = await media.create_session("trunk")
+    jig = await media.create_session("jigasi")
+    await media.set_remote(
+        "trunk",
+        RtpParameters("PCMU", 0, telephone_event_pt=101, remote_rtp=trunk_peer.addr, max_streams=1),
+    )
+    await media.set_remote(
+        "jigasi", RtpParameters("opus", 111, audio_level_id=1, remote_rtp=jigasi_peer.addr)
+    )
+    await media.bridge("trunk", "jigasi")
+    cores = {sid: engine.legs[sid].core for sid in ("trunk", "jigasi")}
+    calls = {"send_audio": 0, "receive_rtp": 0}
+    for core in cores.values():
+        for name in calls:
+            original = getattr(core, name)
+
+            def counted(*args, _original=original, _name=name):
+                calls[_name] += 1
+                return _original(*args)
+
+            setattr(core, name, counted)
+    tone = pcmu_tone(600.0)
+    opus = create_encoder("opus")
+    t = np.arange(160) / 8000
+
+    def both(n: int) -> None:
+        trunk_peer.send((LOCAL, trunk.rtp_port), tone(n))
+        x = (8000 * np.sin(2 * np.pi * 1000 * (t + n * 0.02))).astype(np.int16)
+        jigasi_peer.send(
+            (LOCAL, jig.rtp_port), opus.encode(x), pt=111, ts_step=960, extensions={1: b"\x8a"}
+        )
+
+    await run_for(0.4, trunk_peer, jigasi_peer, each_tick=both)
+    settled = dict(calls)
+    await run_for(0.8, trunk_peer, jigasi_peer, each_tick=both)
+    steady = {name: calls[name] - settled[name] for name in calls}
+    assert len(jigasi_peer.received) >= 40 and len(trunk_peer.received) >= 40
+    if engine_native:
+        dataplane = engine.native
+        assert all(type(core.mixer) is dataplane.Playout for core in cores.values())
+        assert all(core.rtp_fd == engine.legs[sid].rtp.fd for sid, core in cores.items())
+        assert steady == {"send_audio": 0, "receive_rtp": 0}
+    else:
+        assert all(core.rtp_fd is None for core in cores.values())
+        assert steady["send_audio"] >= 60  # (RtpEndpoint binds receive_rtp: not counted)
+    trunk_peer.close()
+    jigasi_peer.close()
