@@ -118,6 +118,10 @@ async def test_sipp_pcma_and_rfc2833_bridged_to_baresip_opus(tmp_path):
                 inner(pcm, now)
 
             core.send_audio = tap
+            # The tap needs this direction on the Python send path: without the socket the C
+            # data plane does not send for this leg (the other direction, SIPp -> baresip,
+            # stays native; tests/media/test_dataplane.py covers native sending end to end).
+            core.rtp_fd = None
 
             leg = await media.create_session("conf")
             offer = sdpmod.create_offer(

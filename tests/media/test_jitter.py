@@ -288,3 +288,14 @@ def test_packets_of_30_and_10_ms_are_cut_into_20_ms_frames_in_order(jb_class):
         assert jb.stats.concealed == 0, ptime
         assert len(got) >= 160 * (ticks - 6), ptime
         np.testing.assert_array_equal(got, sent[: len(got)])
+
+
+def test_overlapping_timestamps_from_a_confused_sender_never_raise(jb_class):
+    # 20 ms packets whose timestamps step by 100 instead of 160, then a jump: the gaps
+    # computed between them go negative; the buffer must keep producing frames.
+    jb, _ = new_buffer(jb_class, max_plc_frames=0)
+    for k in range(6):
+        jb.push_payload(1, k, k * 100, k.to_bytes(4, "big"), 0.0)
+    jb.push_payload(1, 9, 2000, (9).to_bytes(4, "big"), 0.0)
+    frames = [jb.pop(0.1 + n * 0.02) for n in range(12)]
+    assert all(f.pcm is not None and f.pcm.shape == (160,) for f in frames)

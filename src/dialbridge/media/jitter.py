@@ -419,7 +419,8 @@ class JitterBuffer:
     def _silence_of(self, units: int) -> np.ndarray:
         if units == self.spf:
             return self._silence
-        return np.zeros(units // self._units_per_sample, np.int16)
+        # Overlapping timestamps from a confused sender can leave a negative gap: no samples.
+        return np.zeros(max(0, units // self._units_per_sample), np.int16)
 
     def _remember(self, frame: Frame) -> Frame:
         self._last_frame = frame

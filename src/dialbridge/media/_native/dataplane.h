@@ -69,6 +69,10 @@ int dp_jb_playing(const dp_jb *jb);
 /* 1 and *ssrc set when the buffer has seen a stream; *last_arrival < 0 when nothing came. */
 int dp_jb_ssrc(const dp_jb *jb, uint32_t *ssrc);
 double dp_jb_last_arrival(const dp_jb *jb);
+/* SingleStreamPlayout.remove: forget the timeline (and the SSRC when forget_ssrc). */
+void dp_jb_reset(dp_jb *jb, int forget_ssrc);
+/* The buffer inside a _dataplane.JitterBuffer (borrowed), or NULL with TypeError set. */
+dp_jb *dp_jb_from_object(PyObject *obj);
 
 /* Python type _dataplane.JitterBuffer (for tests: same API as jitter.JitterBuffer). */
 int dp_jb_add_type(PyObject *module);

@@ -87,13 +87,8 @@ void dp_mixer_remove(dp_mixer *m, uint32_t ssrc)
 {
     if (m->single) {
         uint32_t cur;
-        if (dp_jb_ssrc(m->streams[0].jb, &cur) && cur == ssrc) {
-            dp_jb *fresh = new_jb(m);
-            if (fresh != NULL) {
-                dp_jb_free(m->streams[0].jb);
-                m->streams[0].jb = fresh;
-            }
-        }
+        if (dp_jb_ssrc(m->streams[0].jb, &cur) && cur == ssrc)
+            dp_jb_reset(m->streams[0].jb, 1);
         return;
     }
     for (int i = 0; i < m->count; i++)
