@@ -169,7 +169,13 @@ async def media_main(args) -> dict:
     from dialbridge.media.control import MediaControl, MediaEngine, RtpParameters
 
     calibration = calibrate()
-    engine = MediaEngine(port_low=20000, port_high=29999, media_timeout=3600)
+    engine = MediaEngine(
+        port_low=20000, port_high=29999, media_timeout=3600, native=args.engine == "native"
+    )
+    if args.engine == "native" and engine.native is None:
+        raise SystemExit(
+            "the C data plane is not built (pip install -e . builds it): --engine python"
+        )
     media = MediaControl(engine)
     ctx = mp.get_context("spawn")
     parent, child = ctx.Pipe()
@@ -289,6 +295,7 @@ async def media_main(args) -> dict:
         "calibration_opus_encode_us": calibration,
         "calibration_opus_encode_us_after": calibrate(),
         "trunk_dtmf": args.trunk_dtmf,
+        "engine": "C data plane" if engine.native is not None else "pure Python",
     }
     if profiler is not None:
         import io
@@ -313,6 +320,13 @@ def main() -> None:
         choices=["rfc4733", "inband"],
         help="rfc4733: the trunk negotiates telephone-event (default, like a real trunk); "
         "inband: it does not, so the in-band detector runs on it",
+    )
+    ap.add_argument(
+        "--engine",
+        default="native",
+        choices=["native", "python"],
+        help="native: the C data plane runs bridged calls (default; the product's path when "
+        "built); python: the pure-Python engine, for comparison",
     )
     ap.add_argument("--complexity", type=int, default=1)
     ap.add_argument("--bitrate", type=int, default=32000)
