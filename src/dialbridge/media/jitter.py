@@ -262,7 +262,7 @@ class JitterBuffer:
             if entry is not None:
                 spf = self.spf
                 if not decode:
-                    if not frames or ts + spf in frames:
+                    if not frames or min(frames) == ts + spf:  # the next packet is 20 ms on
                         self._window_pops += 1
                         self._playout = ts + spf
                         self._last_played_seq = entry[0]
@@ -411,8 +411,10 @@ class JitterBuffer:
         """Duration of the packet at ``ts`` without decoding it: up to the next one buffered."""
         spf = self.spf
         frames = self._frames
-        if not frames or (ts + spf) in frames:
+        if not frames:
             return spf
+        # Up to the next buffered packet, whatever its distance: with 10 ms packets the one
+        # 20 ms ahead is not the next one (looking there skipped every other packet).
         gap = min(frames) - ts
         return gap if 0 < gap <= 6 * spf else spf
 

@@ -45,8 +45,9 @@
 #define JB_MAX_FRAMES 100000 /* clamp for min/max depth in frames */
 #define KIND_NONE (-1)
 /* Samples one pop may assemble. In a working stream that is at most a carry plus one packet
- * (2 * DP_MAX_PCM); jitter.py can replay every buffered packet in one pop when playout went
- * backwards over packets it skipped (see units_after), so the buffer is sized for that too. It is malloc'ed untouched: only the pages actually written are ever committed. */
+ * (2 * DP_MAX_PCM); a confused sender (overlapping timestamps) can make one pop replay every
+ * buffered packet, so the buffer is sized for that too. It is malloc'ed untouched: only the
+ * pages actually written are ever committed. */
 #define WHOLE_CAP ((2 * JB_CAPACITY + 8) * DP_MAX_PCM)
 
 typedef struct {
@@ -548,14 +549,12 @@ static jb_piece conceal_or_silence(dp_jb *jb, int decode, const uint8_t *next, i
     return p;
 }
 
-/* _units_after: duration of the packet at ts without decoding it (up to the next one).
- * Kept as jitter.py has it: for packets shorter than 20 ms (ptime 10) the `ts + spf` test
- * steps over the packet in between, which stays queued behind playout; a later gap then
- * sends playout back to it (negative piece lengths, handled as jitter.py does). */
+/* _units_after: duration of the packet at ts (already taken) without decoding it: up to the
+ * next buffered packet (entries are sorted, so entries[0]). */
 static int64_t units_after(const dp_jb *jb, int64_t ts)
 {
     int64_t gap;
-    if (jb->n == 0 || find_index(jb, ts + jb->spf) >= 0)
+    if (jb->n == 0)
         return jb->spf;
     gap = jb->entries[0].ext - ts;
     return (gap > 0 && gap <= 6 * jb->spf) ? gap : jb->spf;
@@ -722,8 +721,9 @@ int dp_jb_pop(dp_jb *jb, double now, int decode, int16_t *pcm, int *level)
         if (i >= 0) {
             int64_t spf = jb->spf;
             if (!decode) {
-                /* after taking it: nothing else buffered, or its successor is the next one */
-                if (jb->n == 1 || find_index(jb, ts + spf) >= 0) {
+                /* after taking it: nothing else buffered, or the next one is 20 ms on
+                 * (entries are sorted: the lowest left is entries[1] if this is entries[0]) */
+                if (jb->n == 1 || jb->entries[i == 0 ? 1 : 0].ext == ts + spf) {
                     jb_entry e = take_entry(jb, i);
                     release_slot(jb, e.slot);
                     jb->window_pops++;
