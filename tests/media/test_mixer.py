@@ -326,3 +326,26 @@ def test_native_single_stream_playout_plays_what_the_python_one_plays(codec):
     python.remove(0x78)
     native.remove(0x78)
     assert python.streams == {} and native.streams == {}
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="mixer.py Mixer.mix (the 'conceal a loss on a picked stream' rule) and mixer.c "
+    "dp_mixer_mix: a picked stream that stops sending keeps its rank with its last level "
+    "forever, so it blocks a place until stream_timeout (5 s) removes it",
+)
+def test_a_stream_that_stops_sending_gives_its_place_to_the_next_talker(make_mixer):
+    mixer = make_mixer("PCMU", clock_rate=8000, frame_samples=160, max_streams=1)
+    enc = create_encoder("PCMU")
+    a, b = sine_frames(500, 8000, 300), sine_frames(1500, 8000, 300)
+    sources = []
+    for n in range(150):
+        now = n * TICK
+        if n < 50:  # A talks for a second, then mutes (a muted browser sends nothing)
+            mixer.push(RtpPacket(0, n, n * 160, 1, enc.encode(a[n])), now, level=10)
+        if n >= 60:  # B starts talking, less loud than A was
+            mixer.push(RtpPacket(0, n, n * 160, 2, enc.encode(b[n])), now, level=30)
+        sources.append(mixer.mix(now + 0.01).sources)
+    assert sources[10:45] == [(1,)] * 35
+    # B is heard once its jitter buffer has started (and A's concealment is over).
+    assert sources[75:150] == [(2,)] * 75

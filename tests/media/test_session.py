@@ -436,3 +436,36 @@ async def test_a_bridged_call_runs_on_the_c_data_plane_when_it_is_built(media, e
         assert steady["send_audio"] >= 60  # (RtpEndpoint binds receive_rtp: not counted)
     trunk_peer.close()
     jigasi_peer.close()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=IndexError,
+    reason="session.py MediaSession.receive_rtp raises IndexError: line 385 reads data[16] of "
+    "a 16-byte packet whose RFC 8285 block has 0 words; line 398 reads [0] of an empty "
+    "two-byte-form element with the level id (general parser path, e.g. with a CSRC)",
+)
+@pytest.mark.parametrize(
+    "datagram",
+    [
+        # X bit, profile 0xBEDE, length 0 words, no payload: 16 bytes in all
+        bytes.fromhex("906f0001000003c000000005") + b"\xbe\xde\x00\x00",
+        # one CSRC, two-byte-form block (0x1000) holding element id 1 with length 0
+        bytes.fromhex("916f0002000007800000000500000077") + b"\x10\x00\x00\x01\x01\x00\x00\x00xx",
+    ],
+    ids=["empty-one-byte-block", "empty-two-byte-level-element"],
+)
+def test_malformed_header_extensions_are_dropped_not_raised(datagram, engine_native):
+    from dialbridge.media.session import MediaSession
+
+    sdp = (LOCAL, 4000)
+    leg = MediaSession(
+        "jigasi",
+        RtpParameters("opus", 111, audio_level_id=1, remote_rtp=sdp),
+        now=0.0,
+        native=engine_native,
+    )
+    # From the SDP address the first packet latches at once and goes on to be parsed (on the
+    # C data plane too: drain() hands packets of a leg that is not latched yet to Python).
+    leg.receive_rtp(datagram, sdp, 0.0)
+    assert leg.latched == sdp
