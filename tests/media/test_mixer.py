@@ -328,13 +328,9 @@ def test_native_single_stream_playout_plays_what_the_python_one_plays(codec):
     assert python.streams == {} and native.streams == {}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="mixer.py Mixer.mix (the 'conceal a loss on a picked stream' rule) and mixer.c "
-    "dp_mixer_mix: a picked stream that stops sending keeps its rank with its last level "
-    "forever, so it blocks a place until stream_timeout (5 s) removes it",
-)
 def test_a_stream_that_stops_sending_gives_its_place_to_the_next_talker(make_mixer):
+    # Found here: a picked stream that went silent kept its rank with its last level until
+    # the 5 s stream timeout, and blocked a place (mixer.py and mixer.c alike).
     mixer = make_mixer("PCMU", clock_rate=8000, frame_samples=160, max_streams=1)
     enc = create_encoder("PCMU")
     a, b = sine_frames(500, 8000, 300), sine_frames(1500, 8000, 300)
