@@ -22,6 +22,7 @@ from scipy.signal import correlate
 from dialbridge.media import dataplane as dataplane_loader
 from dialbridge.media.codecs import create_decoder, create_encoder
 from dialbridge.media.control import MediaControl, MediaEngine, RtpParameters
+from dialbridge.media.levels import AudioLevelMeter
 from dialbridge.media.rtp import RtpPacket
 from tests.media.conftest import REQUIRE_NATIVE_ENV, native_dataplane_or_skip
 from tests.media.test_session import LOCAL, Peer, pcmu_tone, run_for
@@ -556,3 +557,77 @@ async def test_rfc_4733_digits_sent_on_a_native_direction_keep_the_stream_contin
     assert {p.payload[0] for p in events} == {1, 5}  # RFC 4733 §3.2: events 1 and 5
     assert during - before >= len(events) // 2  # Python sent while the digits were busy
     assert call.python_sends["trunk"] == during  # and C took over again afterwards
+
+
+# -- the C entry points themselves: random input and misuse raise or are dropped, never crash --
+
+
+@pytest.mark.parametrize(
+    ("codec", "single"), [("PCMU", True), ("PCMA", False), ("opus", True), ("opus", False)]
+)
+def test_native_playout_survives_random_packets(dataplane, codec, single):
+    rng = random.Random(f"{codec}{single}")
+    step = 960 if codec == "opus" else 160
+    playout = dataplane.Playout(
+        codec, single=single, clock_rate=48000 if codec == "opus" else 8000, frame_samples=step
+    )
+    valid = create_encoder(codec).encode(np.zeros(160, np.int16))
+    now = 0.0
+    for n in range(4000):
+        ssrc = rng.choice((1, 2, 3, rng.getrandbits(32)))  # > 64 streams over the run
+        seq = rng.choice((n, n + 1, n - 50, rng.getrandbits(16)))
+        ts = rng.choice((n * step, (n - 3) * step, rng.getrandbits(32), 0xFFFFFFFF))
+        payload = rng.choice((valid, b"", rng.randbytes(rng.randint(1, 2000)), valid[:3]))
+        level = rng.choice((None, 0, 30, 126, 127, -1, 128, 1000, -(2**31)))
+        assert playout.push_payload(ssrc, seq, ts, payload, now, level) in (True, False)
+        if n % 3 == 0:
+            now += rng.choice((0.0, 0.02, 0.02, 0.5, 3.0))
+            frame = playout.mix(now)
+            assert frame.pcm.dtype == np.int16 and frame.pcm.shape == (160,)
+            assert frame.active == bool(frame.sources)
+        if n % 97 == 0:
+            playout.remove(ssrc)
+            assert isinstance(playout.streams, dict)
+    assert playout.decoded_frames > 0
+
+
+def test_native_meter_takes_frames_of_any_length_like_the_python_meter(dataplane):
+    rng = np.random.default_rng(9)
+    python, native = AudioLevelMeter(), dataplane.AudioLevelMeter()
+    for length in (0, 1, 2, 159, 161, 320, 960, 48000):
+        frame = (rng.normal(0, 3000, length)).astype(np.int16)
+        assert native.level_byte(frame) == python.level_byte(frame), length
+    with pytest.raises((BufferError, ValueError)):
+        native.level_byte(np.zeros(320, np.int16)[::2])  # not contiguous
+    with pytest.raises(TypeError):
+        native.level_byte("not audio")
+
+
+def test_native_entry_points_reject_misuse_with_python_errors(dataplane):
+    with pytest.raises(TypeError):
+        dataplane.drain("not a list", 0.0, 0.0)
+    with pytest.raises(TypeError):
+        dataplane.drain([(1,)], 0.0, 0.0)
+    with pytest.raises(TypeError):
+        dataplane.drain([("fd", None)], 0.0, 0.0)
+    assert dataplane.drain([(-1, None), (10**6, None)], 0.0, 0.0) == []  # bad fds: nothing read
+    with pytest.raises(TypeError):
+        dataplane.tick_plain(1, 2, 3)
+    with pytest.raises((AttributeError, TypeError)):
+        dataplane.tick_plain(object(), object(), -1, False, 0.0)
+    with pytest.raises(ValueError):
+        dataplane.Playout("G722", clock_rate=16000, frame_samples=320)
+    with pytest.raises(ValueError):
+        dataplane.Playout("PCMU", clock_rate=8000, frame_samples=160, pcm_samples=320)
+    with pytest.raises(ValueError):
+        dataplane.Playout("PCMU", clock_rate=0, frame_samples=160)
+    playout = dataplane.Playout("PCMU", clock_rate=8000, frame_samples=160)
+    with pytest.raises(TypeError):
+        playout.push_payload(1, 2, 3)
+    with pytest.raises(TypeError):
+        playout.push_payload(1, 2, 3, None, 0.0, None)  # payload must be bytes-like
+    with pytest.raises(TypeError):
+        playout.mix("now")
+    with pytest.raises(AttributeError):
+        playout.push(object(), 0.0)
+    assert dataplane.codec_id("") is None
