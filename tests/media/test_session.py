@@ -469,3 +469,38 @@ def test_malformed_header_extensions_are_dropped_not_raised(datagram, engine_nat
     # C data plane too: drain() hands packets of a leg that is not latched yet to Python).
     leg.receive_rtp(datagram, sdp, 0.0)
     assert leg.latched == sdp
+
+
+async def test_rtcp_alone_on_the_rtp_port_does_not_keep_the_media_alive(
+    media, engine_native, request
+):
+    """rtcp-mux: the peer stops sending RTP but keeps sending RTCP on the same port (a held
+    call, a dead media path): "no RTP for N s" must still be reported."""
+    from dialbridge.media.rtcp import ReceiverReport, serialize_rtcp
+
+    if engine_native:
+        request.applymarker(
+            pytest.mark.xfail(
+                strict=True,
+                reason="_native/module.c drain(): every datagram from the latched address "
+                "sets last_rtp (the `latest` update at line 319 does not depend on "
+                "take_packet's result), also RTCP and garbage handed to Python",
+            )
+        )
+
+    peer = Peer()
+    leg = await media.create_session("trunk", media_timeout=0.5)
+    await media.set_remote(
+        "trunk",
+        RtpParameters(
+            "PCMU", 0, telephone_event_pt=101, remote_rtp=peer.addr, rtcp_mux=True, max_streams=1
+        ),
+    )
+    tone = pcmu_tone()
+    dest = (LOCAL, leg.rtp_port)
+    await run_for(0.3, peer, each_tick=lambda n: peer.send(dest, tone(n)))
+    report = serialize_rtcp([ReceiverReport(0xABC, ())])
+    await run_for(1.2, peer, each_tick=lambda n: peer.sock.sendto(report, dest))
+    timeouts = [e for e in media.events_seen if isinstance(e, MediaTimeout)]
+    assert len(timeouts) == 1
+    peer.close()
