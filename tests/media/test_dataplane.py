@@ -631,3 +631,131 @@ def test_native_entry_points_reject_misuse_with_python_errors(dataplane):
     with pytest.raises(AttributeError):
         playout.push(object(), 0.0)
     assert dataplane.codec_id("") is None
+
+
+# -- tick_plain sends byte for byte what the Python send path sends -----------------------------
+
+
+def bridged_pair(native: bool, trunk_rx: socket.socket, jigasi_rx: socket.socket):
+    from dialbridge.media.bridge import Bridge
+    from dialbridge.media.session import MediaSession
+
+    trunk = MediaSession(
+        "trunk",
+        RtpParameters(
+            "PCMU", 0, telephone_event_pt=TRUNK_TE, remote_rtp=trunk_rx.getsockname(), max_streams=1
+        ),
+        now=0.0,
+        rng=random.Random(1),
+        native=native,
+    )
+    jigasi = MediaSession(
+        "jigasi",
+        RtpParameters(
+            "opus", 111, audio_level_id=1, remote_rtp=jigasi_rx.getsockname(), max_streams=2
+        ),
+        now=0.0,
+        rng=random.Random(2),
+        native=native,
+    )
+    return trunk, jigasi, Bridge(trunk, jigasi)
+
+
+def udp_socket() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind((LOCAL, 0))
+    sock.setblocking(False)
+    return sock
+
+
+def received_now(sock: socket.socket) -> list[bytes]:
+    got = []
+    with contextlib.suppress(BlockingIOError):
+        while True:
+            got.append(sock.recv(4096))
+    return got
+
+
+def test_tick_plain_sends_exactly_what_the_python_send_path_sends(dataplane):
+    from dialbridge.media.playback import TONES, PlayMode
+
+    rng = random.Random(17)
+    sockets = [udp_socket() for _ in range(4)]  # trunk rx, jigasi rx, and one to send from
+    out_sock = udp_socket()
+    legs = {
+        native: bridged_pair(native, sockets[2 * native], sockets[2 * native + 1])
+        for native in (False, True)
+    }
+    trunk_native, jigasi_native, _ = legs[True]
+    trunk_native.rtp_fd = jigasi_native.rtp_fd = out_sock.fileno()
+    ulaw = create_encoder("PCMU")
+    talkers = [
+        (0x11, opus_sine(400, 9000)),
+        (0x22, opus_sine(700, 3000)),
+        (0x33, opus_sine(1000, 500)),
+    ]
+    t = np.arange(160) / 8000
+    inbound = []
+    for k in range(500):
+        x = (9000 * np.sin(2 * np.pi * 300 * (t + k * 0.02)) * (k % 100 < 70)).astype(np.int16)
+        inbound.append(
+            (
+                k * 0.02 + rng.uniform(0, 0.04),
+                "trunk",
+                RtpPacket(0, k, k * 160, 0xCAFE, ulaw.encode(x)).serialize(),
+            )
+        )
+        for ssrc, frame in talkers:
+            payload, level = frame(k)
+            if (k // 80) % 3 == ssrc % 3:
+                level = 127 if ssrc == 0x33 else level + 40  # the talkers take turns
+            if rng.random() < 0.03:
+                continue
+            pkt = RtpPacket(
+                111, k, k * 960, ssrc, payload, extensions={1: bytes([min(127, level)])}
+            )
+            inbound.append((k * 0.02 + rng.uniform(0, 0.04), "jigasi", pkt.serialize()))
+    inbound.sort(key=lambda a: a[0])
+    sent: dict[bool, dict[str, list[bytes]]] = {
+        n: {"trunk": [], "jigasi": []} for n in (False, True)
+    }
+    i = 0
+    python_sends = 0
+    for n in range(520):
+        now = n * 0.02 + 0.003
+        batch = []
+        while i < len(inbound) and inbound[i][0] <= now:
+            batch.append(inbound[i])
+            i += 1
+        for native, (trunk, jigasi, bridge) in legs.items():
+            cores = {"trunk": trunk, "jigasi": jigasi}
+            for arrival, sid, data in batch:
+                cores[sid].receive_rtp(data, cores[sid].params.remote_rtp, arrival)
+            if n == 100:
+                bridge.mute(trunk, True)
+            if n == 160:
+                bridge.mute(trunk, False)
+                jigasi.player.play("ring", TONES["ringback_eu"], PlayMode.REPLACE)
+            if n == 230:
+                jigasi.player.stop("ring")
+            if n == 300:
+                assert trunk.send_dtmf("42", 0.1)
+            before = trunk.packets_sent + jigasi.packets_sent
+            bridge.tick(now)
+            assert trunk.packets_sent + jigasi.packets_sent == before + 2  # one each, always
+            for sid, core in cores.items():
+                sent[native][sid].extend(data for data, _ in core.outbox)
+                if native:
+                    python_sends += len(core.outbox)
+                    sent[native][sid].extend(received_now(sockets[2 + (sid == "jigasi")]))
+                core.outbox.clear()
+    for sock in (*sockets, out_sock):
+        sock.close()
+    for sid in ("trunk", "jigasi"):
+        python, native = sent[False][sid], sent[True][sid]
+        assert len(python) == 520
+        assert len(native) == 520  # loopback: nothing lost
+        mismatches = [k for k in range(520) if python[k] != native[k]]
+        assert mismatches == [], (sid, mismatches[:10])
+    # The native run sent most packets from C: Python only for the prompt and the digits.
+    assert 70 <= python_sends <= 130
