@@ -15,7 +15,8 @@ picked again, which libopus handles as a stream discontinuity). Frames quieter t
 ``quiet_level`` (default 70, i.e. below -70 dBov: a muted browser, a pause under noise
 suppression) are not decoded, after a 0.5 s hangover that keeps a talker's pauses intact, so a conference where one person talks costs one decode
 per tick whatever the number of participants. A stream that was picked on
-the previous tick keeps its rank while it conceals a lost packet, so PLC runs on it. Streams
+the previous tick keeps its rank while it conceals a lost packet, so PLC runs on it (and loses
+it once its jitter buffer gives up concealing and goes silent). Streams
 that send no level are ranked as loud: without a level there is no way to skip them cheaply.
 
 Mixing is an int32 sum. When the sum leaves the int16 range a soft knee (tanh above 80 % of
@@ -187,7 +188,9 @@ class Mixer:
                 jb.pop(now, False)
         self.decoded_frames += len(frames)
         self.skipped_frames += len(streams) - len(picked)
-        self._picked = picked
+        # Keep the rank next tick only for streams that played something (audio or a
+        # concealed loss): one that went silent must not hold a place until it times out.
+        self._picked = sources
         if not frames:
             return MixedFrame(self._silence, (), False)
         return MixedFrame(mix_pcm(frames), tuple(sources), True)

@@ -214,7 +214,9 @@ int dp_mixer_mix(dp_mixer *m, double now, int16_t *out, uint32_t *sources)
         stream *s = &m->streams[i];
         if (s->picked) {
             int kind = dp_jb_pop(s->jb, now, 1, frames[nframes], &level);
-            if (kind != DP_SILENCE) {
+            if (kind == DP_SILENCE)
+                s->picked = 0; /* went silent: no rank kept for it next tick */
+            else {
                 if (sources != NULL && nframes < 16)
                     sources[nframes] = s->ssrc;
                 mixed[nframes] = frames[nframes];
