@@ -438,13 +438,6 @@ async def test_a_bridged_call_runs_on_the_c_data_plane_when_it_is_built(media, e
     jigasi_peer.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=IndexError,
-    reason="session.py MediaSession.receive_rtp raises IndexError: line 385 reads data[16] of "
-    "a 16-byte packet whose RFC 8285 block has 0 words; line 398 reads [0] of an empty "
-    "two-byte-form element with the level id (general parser path, e.g. with a CSRC)",
-)
 @pytest.mark.parametrize(
     "datagram",
     [
@@ -471,22 +464,10 @@ def test_malformed_header_extensions_are_dropped_not_raised(datagram, engine_nat
     assert leg.latched == sdp
 
 
-async def test_rtcp_alone_on_the_rtp_port_does_not_keep_the_media_alive(
-    media, engine_native, request
-):
+async def test_rtcp_alone_on_the_rtp_port_does_not_keep_the_media_alive(media, engine_native):
     """rtcp-mux: the peer stops sending RTP but keeps sending RTCP on the same port (a held
     call, a dead media path): "no RTP for N s" must still be reported."""
     from dialbridge.media.rtcp import ReceiverReport, serialize_rtcp
-
-    if engine_native:
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="_native/module.c drain(): every datagram from the latched address "
-                "sets last_rtp (the `latest` update at line 319 does not depend on "
-                "take_packet's result), also RTCP and garbage handed to Python",
-            )
-        )
 
     peer = Peer()
     leg = await media.create_session("trunk", media_timeout=0.5)

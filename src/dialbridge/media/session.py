@@ -382,7 +382,7 @@ class MediaSession:
                 return
             level_id = self._level_id
             if profile == 0xBEDE and level_id is not None:
-                if data[16] == level_id << 4 and end > 17:  # the usual layout: level first
+                if end > 17 and data[16] == level_id << 4:  # the usual layout: level first
                     level = data[17] & 0x7F
                 else:
                     level = _find_level(data, 16, end, level_id)
@@ -394,8 +394,9 @@ class MediaSession:
                 self.packets_dropped += 1
                 return
             payload = packet.payload
-            if self._level_id is not None and self._level_id in packet.extensions:
-                level = packet.extensions[self._level_id][0] & 0x7F
+            element = None if self._level_id is None else packet.extensions.get(self._level_id)
+            if element:  # an empty element (two-byte form allows it) carries no level
+                level = element[0] & 0x7F
 
         # RFC 3550 A.1 bookkeeping, kept to three integers per packet; the full
         # RtpReceiverStats is brought up to date only when a report is due (_sync_stats).

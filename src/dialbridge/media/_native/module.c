@@ -223,7 +223,7 @@ static int take_packet(leg_view *v, const uint8_t *d, int n, double arrival)
         if (end > n)
             return 0;
         if (profile == 0xBEDE && v->level_id >= 0) {
-            if (d[16] == (v->level_id << 4) && end > 17)
+            if (end > 17 && d[16] == (v->level_id << 4))
                 level = d[17] & 0x7F;
             else
                 level = find_level(d, 16, end, v->level_id);
@@ -316,7 +316,7 @@ static PyObject *drain(PyObject *self, PyObject *args)
                     taken = take_packet(&view, rx_buf[i], n, arrival);
                     if (taken < 0)
                         goto fail;
-                    if (arrival > latest)
+                    if (taken && arrival > latest) /* what Python gets, it judges itself */
                         latest = arrival;
                 }
                 if (!taken) {
