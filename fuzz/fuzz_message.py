@@ -22,10 +22,17 @@ def TestOneInput(data: bytes) -> None:
     _ = message.contacts
     again = parse_message(message.to_bytes())
     assert again.body == message.body, "body changed on round trip"
-    expected = [
-        (n, str(len(message.body)) if n == "Content-Length" else v)
-        for n, v in message.headers.items()
-    ]
+    # Serialising writes one Content-Length (the body's), where the first one was: repeated
+    # Content-Length headers that agree are accepted on input but not repeated on output.
+    expected = []
+    seen_length = False
+    for n, v in message.headers.items():
+        if n == "Content-Length":
+            if seen_length:
+                continue
+            seen_length = True
+            v = str(len(message.body))
+        expected.append((n, v))
     assert again.headers.items()[: len(expected)] == expected, "headers changed on round trip"
     if hasattr(message, "method"):
         response = make_response(message, 400, to_tag="t")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -67,7 +68,17 @@ def pg_database_url() -> Iterator[str]:
     try:
         yield f"{base}/{name}"
     finally:
-        asyncio.run(run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        # WITH (FORCE) ends the test's own leftover connections. An autovacuum worker that
+        # happens to be on the new database belongs to the superuser; without
+        # pg_signal_backend (bin/test grants it) we may not end it: wait for it to leave.
+        for attempt in range(20):
+            try:
+                asyncio.run(run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+                break
+            except asyncpg.InsufficientPrivilegeError:
+                if attempt == 19:
+                    raise
+                time.sleep(0.25)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

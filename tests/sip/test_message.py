@@ -68,6 +68,21 @@ def test_serialise_writes_content_length_from_body():
     assert again.body == b"hello world"
 
 
+def test_repeated_agreeing_content_length_is_accepted_and_written_once():
+    # Found by fuzz/fuzz_message.py: two Content-Length headers with the same value parse
+    # (RFC 4475's mcl01 is the disagreeing case, refused); the message goes out with one.
+    raw = (
+        b"SIP/2.0 100 Trying\r\nVia: SIP/2.0/UDP 192.0.2.105;branch=z9hG4bK2398\r\n"
+        b"Call-ID: a@b\r\nCSeq: 35 INVITE\r\nFrom: <sip:u@e.edu>;tag=1\r\n"
+        b"Content-Length: 0\r\nTo: <sip:u@e.edu>\r\nContent-Length: 0\r\n\r\n"
+    )
+    msg = parse_message(raw)
+    out = msg.to_bytes()
+    assert out.count(b"Content-Length") == 1
+    names = [n for n, _ in parse_message(out).headers.items()]
+    assert names == ["Via", "Call-ID", "CSeq", "From", "Content-Length", "To"]
+
+
 def test_make_response_copies_dialog_headers_and_adds_to_tag():
     msg = parse_message(INVITE)
     resp = make_response(msg, 200, to_tag="abc")
