@@ -762,3 +762,15 @@ def test_tick_plain_sends_exactly_what_the_python_send_path_sends(dataplane):
         assert mismatches == [], (sid, mismatches[:10])
     # The native run sent most packets from C: Python only for the prompt and the digits.
     assert 70 <= python_sends <= 130
+
+
+async def test_a_datagram_too_large_for_rtp_is_counted_as_dropped(native_call):
+    # drain() reads at most 2048 bytes; a longer datagram is truncated by the kernel and must
+    # be dropped and counted, as the Python receive path counts what it refuses.
+    trunk = native_call.core("trunk")
+    before = trunk.packets_dropped
+    sender = native_call.trunk_peer.sock
+    sender.sendto(_header(0x80, 0, 1, 160, 0x77) + bytes(3000), native_call.trunk_dest)
+    await run_for(0.1, native_call.trunk_peer, native_call.jigasi_peer)
+    assert trunk.packets_dropped == before + 1
+    assert native_call.engine.tick_errors == 0

@@ -27,7 +27,7 @@ static PyObject *s_mixer, *s_relay_to, *s_timed_out, *s_latched, *s_audio_pt, *s
     *s_counters, *s_latched_last, *s_last_rtp, *s_seq, *s_ts, *s_ts_step, *s_first_packet,
     *s_ssrc, *s_meter, *s_encoder, *s_st, *s_native_codec, *s_silence_payload,
     *s_comfort_payload, *s_packets_sent, *s_octets_sent, *s_last_ts, *s_last_time, *s_params,
-    *s_remote_rtp;
+    *s_remote_rtp, *s_packets_dropped;
 
 static int intern_names(void)
 {
@@ -43,6 +43,7 @@ static int intern_names(void)
     I(s_comfort_payload, "comfort_payload") I(s_packets_sent, "packets_sent");
     I(s_octets_sent, "_octets_sent") I(s_last_ts, "_last_ts") I(s_last_time, "_last_time");
     I(s_params, "params") I(s_remote_rtp, "remote_rtp");
+    I(s_packets_dropped, "packets_dropped");
 #undef I
     return 0;
 }
@@ -244,6 +245,9 @@ static int take_packet(leg_view *v, const uint8_t *d, int n, double arrival)
     return 1;
 }
 
+static long get_long(PyObject *o, PyObject *name, int *err);
+static int set_long(PyObject *o, PyObject *name, long value);
+
 static uint8_t rx_buf[BATCH][DGRAM];
 static struct sockaddr_storage rx_addr[BATCH];
 static char rx_ctl[BATCH][CMSG_SPACE(sizeof(struct timespec)) + 64];
@@ -304,8 +308,14 @@ static PyObject *drain(PyObject *self, PyObject *args)
                 if (session == Py_None)
                     continue; /* no remote description yet: dropped, as before */
                 int n = (int)msgs[i].msg_len;
-                if (msgs[i].msg_hdr.msg_flags & MSG_TRUNC)
-                    continue; /* larger than any RTP packet we accept */
+                if (msgs[i].msg_hdr.msg_flags & MSG_TRUNC) {
+                    /* larger than any RTP packet we accept: counted as dropped, as Python would */
+                    int err = 0;
+                    long dropped = get_long(session, s_packets_dropped, &err);
+                    if (err || set_long(session, s_packets_dropped, dropped + 1) < 0)
+                        goto fail;
+                    continue;
+                }
                 if (!viewed) {
                     if (view_leg(session, &view) < 0)
                         goto fail;
