@@ -10,6 +10,7 @@ beside writers thanks to WAL. PostgreSQL needs none of this: both kinds use one 
 from __future__ import annotations
 
 import asyncio
+import fcntl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -87,6 +88,25 @@ class Database:
 
     async def migrate(self) -> None:
         """Apply Alembic migrations up to head (idempotent; safe with several processes)."""
+        lock = self._sqlite_migration_lock()
+        if lock is not None:
+            # Alembic commits between migration steps on SQLite (no transactional DDL), so
+            # BEGIN IMMEDIATE alone does not keep two processes from both running a step: a
+            # file lock next to the database serialises whole upgrades (PostgreSQL: below).
+            await asyncio.to_thread(fcntl.flock, lock.fileno(), fcntl.LOCK_EX)
+        try:
+            await self._migrate()
+        finally:
+            if lock is not None:
+                lock.close()  # releases the flock
+
+    def _sqlite_migration_lock(self):  # noqa: ANN202
+        database = self.url.database if self.is_sqlite else None
+        if not database or database == ":memory:" or database.startswith("file:"):
+            return None
+        return open(f"{database}.migrate-lock", "a+b")  # noqa: SIM115 (held across awaits)
+
+    async def _migrate(self) -> None:
         async with self._write_engine.connect() as conn:
             if not self.is_sqlite:
                 await conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": MIGRATION_LOCK_KEY})
