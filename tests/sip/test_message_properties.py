@@ -20,7 +20,15 @@ from dialbridge.sip.message import (
 TOKEN_ALPHABET = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.!%*_+`'~"
 tokens = st.text(TOKEN_ALPHABET, min_size=1, max_size=12)
 labels = st.text("abcdefghijklmnopqrstuvwxyz0123456789", min_size=1, max_size=10)
-hostnames = st.lists(labels, min_size=1, max_size=4).map(".".join)
+# RFC 3261 §25.1: the top label starts with a letter ("0.0.0.256" is neither a hostname nor an
+# IPv4 address, and the parser rightly refuses it).
+toplabels = st.tuples(
+    st.sampled_from("abcdefghijklmnopqrstuvwxyz"),
+    st.text("abcdefghijklmnopqrstuvwxyz0123456789", max_size=9),
+).map("".join)
+hostnames = st.tuples(st.lists(labels, max_size=3), toplabels).map(
+    lambda t: ".".join([*t[0], t[1]])
+)
 ipv4 = st.tuples(*[st.integers(0, 255)] * 4).map(lambda t: ".".join(map(str, t)))
 ipv6 = st.lists(st.integers(0, 0xFFFF), min_size=8, max_size=8).map(
     lambda g: ":".join(f"{x:x}" for x in g)
